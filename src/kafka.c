@@ -1,0 +1,516 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka.c
+ *	  The relay's librdkafka producer: builds its configuration from the
+ *	  outbox.* settings, produces records with CloudEvents headers already
+ *	  assembled by the relay, serves delivery reports, and classifies errors.
+ *
+ * Threading rules: librdkafka runs its own threads, and none of them may call
+ * into PostgreSQL.  Everything that reaches PostgreSQL code (delivery
+ * reports, error and log callbacks) is routed to librdkafka's main queue
+ * (log.queue=true plus rd_kafka_set_log_queue) and served only by
+ * outbox_kafka_serve(), i.e. by rd_kafka_poll() in the relay's own thread.
+ * The main queue signals a pipe when it becomes non-empty; the relay waits on
+ * that pipe together with its latch, so it never polls on a timer.
+ *
+ * Memory: the OutboxProducer lives in the relay's TopMemoryContext; what
+ * librdkafka allocates it owns and frees itself.
+ *
+ * Secrets: property values are never put into a message; only names are.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+
+#include "kafka.h"
+#include "outbox.h"
+
+struct OutboxProducer
+{
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq;
+	int			pipe_fds[2];	/* [0] read by the relay, [1] librdkafka */
+	OutboxDeliveryFn on_delivery;
+	void	   *arg;
+	bool		fatal;			/* idempotence broke: recreate the producer */
+	bool		all_brokers_down;
+	char	   *label;			/* "outbox relay for database ...", for logs */
+};
+
+/* Properties outbox sets itself, which a user may not override */
+static const char *const outbox_reserved_properties[] = {
+	"bootstrap.servers", "metadata.broker.list", "enable.idempotence",
+	"acks", "request.required.acks", "partitioner", "log.queue",
+	"dr_cb", "dr_msg_cb", NULL
+};
+
+/* Defaults outbox sets but a user may override */
+static const char *const outbox_default_properties[][2] = {
+	{"linger.ms", "1"},
+	{"message.timeout.ms", "30000"},
+	{"socket.keepalive.enable", "true"},
+	{NULL, NULL}
+};
+
+/*
+ * True for property names whose values may be secrets.
+ */
+static bool
+outbox_property_is_secret(const char *name)
+{
+	return strstr(name, "password") != NULL || strstr(name, "secret") != NULL ||
+		strstr(name, "jaas") != NULL || strstr(name, ".pem") != NULL ||
+		strstr(name, "oauthbearer.config") != NULL;
+}
+
+/*
+ * Set one property on conf, after refusing the reserved ones.  On failure
+ * *detail says why, naming the property but never a secret value.
+ */
+static bool
+outbox_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+				const char *origin, char **detail)
+{
+	char		errstr[512];
+	int			i;
+
+	for (i = 0; outbox_reserved_properties[i] != NULL; i++)
+	{
+		if (strcmp(name, outbox_reserved_properties[i]) == 0)
+		{
+			*detail = psprintf("%s: property \"%s\" is set by outbox itself and cannot be overridden.",
+							   origin, name);
+			return false;
+		}
+	}
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		if (outbox_property_is_secret(name))
+			*detail = psprintf("%s: invalid value for librdkafka property \"%s\".",
+							   origin, name);
+		else
+			*detail = psprintf("%s: %s", origin, errstr);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Trim leading and trailing white space in place.
+ */
+static char *
+outbox_trim(char *s)
+{
+	char	   *end;
+
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' ||
+					   end[-1] == '\r' || end[-1] == '\n'))
+		*--end = '\0';
+	return s;
+}
+
+/*
+ * Apply "name=value" pairs split at sep ('\n' for a properties file, where
+ * "name: value" also works and '#' or '!' start a comment; ';' inline).
+ */
+static bool
+outbox_conf_apply_text(rd_kafka_conf_t *conf, const char *text, char sep,
+					   const char *origin, char **detail)
+{
+	char	   *copy = pstrdup(text);
+	char	   *item = copy;
+	int			lineno = 0;
+
+	while (item != NULL)
+	{
+		char	   *next = strchr(item, sep);
+		char	   *eq;
+		char	   *name;
+		char	   *value;
+
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		item = outbox_trim(item);
+		if (item[0] == '\0' || (sep == '\n' && (item[0] == '#' || item[0] == '!')))
+		{
+			item = next;
+			continue;
+		}
+		eq = strchr(item, '=');
+		if (eq == NULL && sep == '\n')
+			eq = strchr(item, ':');
+		if (eq == NULL)
+		{
+			*detail = psprintf("%s: item %d is not of the form name=value.",
+							   origin, lineno);
+			return false;
+		}
+		*eq = '\0';
+		name = outbox_trim(item);
+		value = outbox_trim(eq + 1);
+		if (!outbox_conf_set(conf, name, value, origin, detail))
+			return false;
+		item = next;
+	}
+	return true;
+}
+
+/*
+ * Read a whole properties file into a palloc'd string; NULL with *detail set
+ * when it cannot be read.
+ */
+static char *
+outbox_read_properties_file(const char *path, char **detail)
+{
+	FILE	   *f = AllocateFile(path, "r");
+	StringInfoData buf;
+	char		chunk[1024];
+	size_t		n;
+
+	if (f == NULL)
+	{
+		*detail = psprintf("could not open properties file \"%s\": %m", path);
+		return NULL;
+	}
+	initStringInfo(&buf);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		appendBinaryStringInfo(&buf, chunk, n);
+	FreeFile(f);
+	return buf.data;
+}
+
+/*
+ * Apply the file, then the inline properties, to conf.
+ */
+static bool
+outbox_conf_apply_user(rd_kafka_conf_t *conf, const char *inline_props,
+					   const char *file, char **detail)
+{
+	if (file != NULL && file[0] != '\0')
+	{
+		char	   *contents = outbox_read_properties_file(file, detail);
+		char	   *origin = psprintf("outbox.kafka_properties_file \"%s\"", file);
+
+		if (contents == NULL ||
+			!outbox_conf_apply_text(conf, contents, '\n', origin, detail))
+			return false;
+	}
+	if (inline_props != NULL && inline_props[0] != '\0')
+		return outbox_conf_apply_text(conf, inline_props, ';',
+									  "outbox.kafka_properties", detail);
+	return true;
+}
+
+/*
+ * Validate user properties for a GUC check hook; the scratch configuration
+ * is thrown away.  Runs in whatever process loads the settings; librdkafka
+ * starts no thread for a configuration object.
+ */
+bool
+outbox_kafka_check_properties(const char *inline_props, const char *file,
+							  char **detail)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	bool		ok = outbox_conf_apply_user(conf, inline_props, file, detail);
+
+	rd_kafka_conf_destroy(conf);
+	return ok;
+}
+
+/*
+ * A string that changes whenever the producer's configuration does, so a
+ * relay knows after a reload whether to recreate its producer.
+ */
+char *
+outbox_kafka_config_signature(void)
+{
+	char	   *detail = NULL;
+	char	   *file_contents = NULL;
+
+	if (outbox_kafka_properties_file && outbox_kafka_properties_file[0])
+		file_contents = outbox_read_properties_file(outbox_kafka_properties_file, &detail);
+	return psprintf("%s\n%s\n%s\n%s", outbox_kafka_brokers,
+					outbox_kafka_properties ? outbox_kafka_properties : "",
+					outbox_kafka_properties_file ? outbox_kafka_properties_file : "",
+					file_contents ? file_contents : "");
+}
+
+/*
+ * Delivery report callback.  Runs inside rd_kafka_poll() in the relay's
+ * thread; it only hands the outcome to the relay's callback.
+ */
+static void
+outbox_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	OutboxProducer *producer = (OutboxProducer *) opaque;
+
+	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		producer->all_brokers_down = false;
+	producer->on_delivery(msg->_private, msg->err, producer->arg);
+}
+
+/*
+ * Error callback, served by rd_kafka_poll() in the relay's thread.  A fatal
+ * error (the idempotent producer lost its guarantees) marks the producer for
+ * replacement; all-brokers-down is remembered for outbox.stats.
+ */
+static void
+outbox_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	OutboxProducer *producer = (OutboxProducer *) opaque;
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+	{
+		char		errstr[512];
+		rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, errstr, sizeof(errstr));
+
+		producer->fatal = true;
+		ereport(LOG,
+				(errmsg("%s: Kafka producer failed fatally, recreating it: %s: %s",
+						producer->label, rd_kafka_err2name(orig), errstr)));
+		return;
+	}
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		producer->all_brokers_down = true;
+	ereport(DEBUG1,
+			(errmsg("%s: Kafka: %s: %s",
+					producer->label, rd_kafka_err2name(err), reason)));
+}
+
+/*
+ * librdkafka log lines, served by rd_kafka_poll() in the relay's thread.
+ * Warnings and worse reach the server log; the rest only at DEBUG1.
+ */
+static void
+outbox_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	OutboxProducer *producer = (OutboxProducer *) rd_kafka_opaque(rk);
+
+	ereport(level <= 4 ? LOG : DEBUG1,
+			(errmsg("%s: librdkafka %s: %s", producer->label, fac, buf)));
+}
+
+/*
+ * Create the idempotent producer.  ERROR when librdkafka refuses the
+ * configuration (settings are validated at load, so this is rare).
+ */
+OutboxProducer *
+outbox_kafka_create(const char *client_id, const char *label,
+					OutboxDeliveryFn on_delivery, void *arg)
+{
+	OutboxProducer *producer;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	char	   *detail = NULL;
+	int			i;
+
+	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(OutboxProducer));
+	producer->on_delivery = on_delivery;
+	producer->arg = arg;
+	producer->label = MemoryContextStrdup(TopMemoryContext, label);
+
+	for (i = 0; outbox_default_properties[i][0] != NULL; i++)
+		rd_kafka_conf_set(conf, outbox_default_properties[i][0],
+						  outbox_default_properties[i][1], errstr, sizeof(errstr));
+	if (rd_kafka_conf_set(conf, "client.id", client_id, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		!outbox_conf_apply_user(conf, outbox_kafka_properties,
+								outbox_kafka_properties_file, &detail) ||
+		rd_kafka_conf_set(conf, "bootstrap.servers", outbox_kafka_brokers, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "acks", "all", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "log.queue", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		pfree(producer);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: invalid Kafka producer configuration", label),
+				 errdetail("%s", detail ? detail : errstr)));
+	}
+
+	rd_kafka_conf_set_opaque(conf, producer);
+	rd_kafka_conf_set_dr_msg_cb(conf, outbox_dr_msg_cb);
+	rd_kafka_conf_set_error_cb(conf, outbox_error_cb);
+	rd_kafka_conf_set_log_cb(conf, outbox_log_cb);
+
+	if (pipe(producer->pipe_fds) != 0)
+	{
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("%s: could not create a pipe: %m", label)));
+	}
+	fcntl(producer->pipe_fds[0], F_SETFL, O_NONBLOCK);
+	fcntl(producer->pipe_fds[1], F_SETFL, O_NONBLOCK);
+	fcntl(producer->pipe_fds[0], F_SETFD, FD_CLOEXEC);
+	fcntl(producer->pipe_fds[1], F_SETFD, FD_CLOEXEC);
+
+	/* rd_kafka_new takes ownership of conf, on success only */
+	producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (producer->rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		close(producer->pipe_fds[0]);
+		close(producer->pipe_fds[1]);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: could not create the Kafka producer", label),
+				 errdetail("%s", errstr)));
+	}
+	rd_kafka_set_log_queue(producer->rk, NULL);
+	producer->mainq = rd_kafka_queue_get_main(producer->rk);
+	rd_kafka_queue_io_event_enable(producer->mainq, producer->pipe_fds[1], "k", 1);
+	return producer;
+}
+
+/*
+ * Destroy a producer: anything still queued or in flight is purged (its
+ * delivery reports are served first, as failures, so the relay keeps the
+ * rows), then librdkafka's threads are joined.
+ */
+void
+outbox_kafka_destroy(OutboxProducer *producer)
+{
+	if (producer == NULL)
+		return;
+	rd_kafka_purge(producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	outbox_kafka_serve(producer);
+	rd_kafka_queue_io_event_enable(producer->mainq, -1, NULL, 0);
+	rd_kafka_queue_destroy(producer->mainq);
+	rd_kafka_destroy(producer->rk);
+	close(producer->pipe_fds[0]);
+	close(producer->pipe_fds[1]);
+	pfree(producer->label);
+	pfree(producer);
+}
+
+/*
+ * The file descriptor that becomes readable when librdkafka has something
+ * for the relay (delivery reports, errors, log lines).
+ */
+int
+outbox_kafka_event_fd(OutboxProducer *producer)
+{
+	return producer->pipe_fds[0];
+}
+
+/*
+ * Serve everything waiting on the main queue: drains the wake-up pipe, then
+ * polls until the queue is empty.
+ */
+void
+outbox_kafka_serve(OutboxProducer *producer)
+{
+	char		buf[64];
+
+	while (read(producer->pipe_fds[0], buf, sizeof(buf)) > 0)
+		;
+	while (rd_kafka_poll(producer->rk, 0) > 0)
+		;
+}
+
+/*
+ * Hand one record to librdkafka.  Returns the error librdkafka gives at once
+ * (too large, unknown partition...), or NO_ERROR when a delivery report will
+ * follow.  A full local queue is waited out by serving reports.
+ */
+rd_kafka_resp_err_t
+outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
+					 void *opaque)
+{
+	for (;;)
+	{
+		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(msg->nheaders);
+		rd_kafka_resp_err_t err;
+		int			i;
+
+		for (i = 0; i < msg->nheaders; i++)
+			rd_kafka_header_add(hdrs, msg->headers[i].name, -1,
+								msg->headers[i].value,
+								(ssize_t) msg->headers[i].value_len);
+
+		err = rd_kafka_producev(producer->rk,
+								RD_KAFKA_V_TOPIC(msg->topic),
+								RD_KAFKA_V_KEY(unconstify(char *, msg->key), msg->key_len),
+								RD_KAFKA_V_VALUE(unconstify(char *, msg->value), msg->value_len),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_OPAQUE(opaque),
+								RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			return err;			/* librdkafka owns hdrs now */
+		rd_kafka_headers_destroy(hdrs);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			return err;
+		/* local queue full: serve reports until there is room */
+		rd_kafka_poll(producer->rk, 100);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Send what is queued now instead of waiting for linger.ms.  Serves any
+ * reports that are ready, in this thread.
+ */
+void
+outbox_kafka_send_now(OutboxProducer *producer)
+{
+	rd_kafka_flush(producer->rk, 0);
+}
+
+/*
+ * True when the producer hit a fatal error and must be recreated.
+ */
+bool
+outbox_kafka_failed_fatally(OutboxProducer *producer)
+{
+	return producer->fatal;
+}
+
+/*
+ * False after librdkafka reported that every broker is down, until the next
+ * successful delivery.
+ */
+bool
+outbox_kafka_brokers_up(OutboxProducer *producer)
+{
+	return !producer->all_brokers_down;
+}
+
+/*
+ * Errors for which retrying cannot help: the event goes straight to the
+ * dead letters.
+ */
+bool
+outbox_kafka_error_is_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+		case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+		case RD_KAFKA_RESP_ERR__INVALID_ARG:
+		case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		case RD_KAFKA_RESP_ERR_INVALID_MSG:
+		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+			return true;
+		default:
+			return false;
+	}
+}

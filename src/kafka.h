@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka.h
+ *	  The relay's librdkafka producer: configuration, produce, delivery
+ *	  reports and error classes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OUTBOX_KAFKA_H
+#define OUTBOX_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+/* One Kafka record header */
+typedef struct OutboxHeader
+{
+	const char *name;
+	const char *value;
+	size_t		value_len;
+} OutboxHeader;
+
+/* One record to produce; key or value NULL means a Kafka null */
+typedef struct OutboxMessage
+{
+	const char *topic;
+	const char *key;
+	size_t		key_len;
+	const char *value;
+	size_t		value_len;
+	OutboxHeader *headers;
+	int			nheaders;
+} OutboxMessage;
+
+/*
+ * Called once per produced message, from outbox_kafka_serve() in the relay's
+ * own thread, with the opaque pointer given to outbox_kafka_produce().
+ */
+typedef void (*OutboxDeliveryFn) (void *opaque, rd_kafka_resp_err_t err,
+								  void *arg);
+
+typedef struct OutboxProducer OutboxProducer;
+
+extern bool outbox_kafka_check_properties(const char *inline_props,
+										  const char *file,
+										  char **detail);
+extern char *outbox_kafka_config_signature(void);
+extern OutboxProducer *outbox_kafka_create(const char *client_id,
+										   const char *label,
+										   OutboxDeliveryFn on_delivery,
+										   void *arg);
+extern void outbox_kafka_destroy(OutboxProducer *producer);
+extern int	outbox_kafka_event_fd(OutboxProducer *producer);
+extern void outbox_kafka_serve(OutboxProducer *producer);
+extern rd_kafka_resp_err_t outbox_kafka_produce(OutboxProducer *producer,
+												const OutboxMessage *msg,
+												void *opaque);
+extern void outbox_kafka_send_now(OutboxProducer *producer);
+extern bool outbox_kafka_failed_fatally(OutboxProducer *producer);
+extern bool outbox_kafka_brokers_up(OutboxProducer *producer);
+extern bool outbox_kafka_error_is_permanent(rd_kafka_resp_err_t err);
+
+#endif							/* OUTBOX_KAFKA_H */

@@ -1,0 +1,383 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  The outbox launcher: a static background worker, connected to no
+ *	  database, that decides which databases get a relay and keeps one
+ *	  running in each.
+ *
+ * Which databases: every database that accepts connections and is not a
+ * template gets a relay once; a relay that finds no outbox extension marks
+ * its slot no_extension and exits, and is started again only when
+ * CREATE EXTENSION outbox commits in that database (the install script asks
+ * for it, see outbox_request_relay) or the server restarts.  New databases
+ * are found by rescanning pg_database every OUTBOX_LAUNCHER_NAPTIME and
+ * whenever the launcher's latch is set.
+ *
+ * Restarts: relays are dynamic workers with BGW_NEVER_RESTART; the launcher
+ * notices their exit (bgw_notify_pid sets its latch) and restarts them, after
+ * 1 s, doubling up to 60 s while a relay keeps failing within 10 s of its
+ * start.  The launcher is registered with a 1 s restart time.  It starts only
+ * once recovery has finished, so a standby never runs a relay.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "fmgr.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "outbox.h"
+#include "shmem.h"
+
+#define OUTBOX_LAUNCHER_NAPTIME_MS	10000
+#define OUTBOX_RESTART_MIN_MS		1000
+#define OUTBOX_RESTART_MAX_MS		60000
+#define OUTBOX_QUICK_EXIT_MS		10000
+#define OUTBOX_WARN_INTERVAL_MS		60000
+
+/* pg_database.datconnlimit of a database half-dropped (PG 15.4 and later) */
+#define OUTBOX_DATCONNLIMIT_INVALID_DB	(-2)
+
+/* The launcher's private view of one slot */
+typedef struct LauncherRelay
+{
+	BackgroundWorkerHandle *handle;
+	TimestampTz started_at;
+	TimestampTz restart_at;
+	int			quick_exits;
+} LauncherRelay;
+
+static LauncherRelay *relays = NULL;
+static TimestampTz last_slot_warning = 0;
+static TimestampTz last_worker_warning = 0;
+
+/*
+ * Register the launcher; called from _PG_init in the postmaster.
+ */
+void
+outbox_register_launcher(void)
+{
+	BackgroundWorker worker;
+
+	if (IsBinaryUpgrade)
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "outbox");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "outbox_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "outbox launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "outbox launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Forget the launcher's latch when it exits.
+ */
+static void
+launcher_detach(int code, Datum arg)
+{
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	outbox_shared->launcher_latch = NULL;
+	outbox_shared->launcher_pid = 0;
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * True once per OUTBOX_WARN_INTERVAL_MS, so a persistent shortage is logged
+ * without flooding.
+ */
+static bool
+launcher_warning_due(TimestampTz *last)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (*last != 0 && !TimestampDifferenceExceeds(*last, now, OUTBOX_WARN_INTERVAL_MS))
+		return false;
+	*last = now;
+	return true;
+}
+
+/*
+ * The oids of databases that may have a relay: they accept connections, are
+ * not templates and are not half-dropped.  Allocated in mcxt.
+ */
+static List *
+launcher_list_databases(MemoryContext mcxt)
+{
+	List	   *oids = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	pgstat_report_activity(STATE_RUNNING, "scanning pg_database");
+
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old;
+
+		if (!db->datallowconn || db->datistemplate ||
+			db->datconnlimit == OUTBOX_DATCONNLIMIT_INVALID_DB)
+			continue;
+		old = MemoryContextSwitchTo(mcxt);
+		oids = lappend_oid(oids, db->oid);
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return oids;
+}
+
+/*
+ * True when the relay of slot i is registered or running.
+ */
+static bool
+launcher_relay_alive(int i)
+{
+	pid_t		pid;
+
+	if (relays[i].handle == NULL)
+		return false;
+	switch (GetBackgroundWorkerPid(relays[i].handle, &pid))
+	{
+		case BGWH_STARTED:
+		case BGWH_NOT_YET_STARTED:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Match slots to databases: free the slots of dropped databases, give new
+ * databases a slot.
+ */
+static void
+launcher_assign_slots(List *oids)
+{
+	ListCell   *lc;
+	int			i;
+
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < outbox_shared->nslots; i++)
+	{
+		OutboxSlot *slot = &outbox_shared->slots[i];
+
+		if (OidIsValid(slot->dboid) && !list_member_oid(oids, slot->dboid) &&
+			!launcher_relay_alive(i))
+		{
+			slock_t		mutex = slot->mutex;
+
+			memset(slot, 0, sizeof(OutboxSlot));
+			slot->mutex = mutex;
+			if (relays[i].handle)
+				pfree(relays[i].handle);
+			memset(&relays[i], 0, sizeof(LauncherRelay));
+		}
+	}
+	foreach(lc, oids)
+	{
+		Oid			dboid = lfirst_oid(lc);
+
+		if (outbox_slot_for_database(dboid) != NULL)
+			continue;
+		for (i = 0; i < outbox_shared->nslots; i++)
+		{
+			if (!OidIsValid(outbox_shared->slots[i].dboid))
+			{
+				outbox_shared->slots[i].dboid = dboid;
+				outbox_shared->slots[i].no_extension = false;
+				break;
+			}
+		}
+		if (i == outbox_shared->nslots && launcher_warning_due(&last_slot_warning))
+			ereport(WARNING,
+					(errmsg("outbox launcher: no free slot for database with OID %u", dboid),
+					 errhint("Raise outbox.max_databases (currently %d) and restart the server.",
+							 outbox_shared->nslots)));
+	}
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * Start the relay of slot i.  false when no worker slot was free.
+ */
+static bool
+launcher_start_relay(int i, Oid dboid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "outbox");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "outbox_relay_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "outbox relay for database %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "outbox relay");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	StaticAssertStmt(sizeof(int) <= BGW_EXTRALEN, "slot number must fit in bgw_extra");
+	memcpy(worker.bgw_extra, &i, sizeof(int));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		if (launcher_warning_due(&last_worker_warning))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("outbox launcher: no background worker slot free for the relay of database with OID %u", dboid),
+					 errhint("Raise max_worker_processes (currently %d): outbox needs one for its launcher and one per database it serves.",
+							 max_worker_processes)));
+		return false;
+	}
+	relays[i].handle = handle;
+	relays[i].started_at = GetCurrentTimestamp();
+	return true;
+}
+
+/*
+ * One pass: assign slots, then start every relay that should run and does
+ * not.  Returns how long the launcher may sleep before the next pass.
+ */
+static long
+launcher_reconcile(MemoryContext mcxt)
+{
+	List	   *oids = launcher_list_databases(mcxt);
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = OUTBOX_LAUNCHER_NAPTIME_MS;
+	int			i;
+
+	launcher_assign_slots(oids);
+
+	for (i = 0; i < outbox_shared->nslots; i++)
+	{
+		Oid			dboid;
+		bool		no_extension;
+
+		LWLockAcquire(outbox_shared->lock, LW_SHARED);
+		dboid = outbox_shared->slots[i].dboid;
+		no_extension = outbox_shared->slots[i].no_extension;
+		LWLockRelease(outbox_shared->lock);
+
+		if (!OidIsValid(dboid) || launcher_relay_alive(i))
+			continue;
+
+		if (relays[i].handle != NULL)
+		{
+			/* it exited: decide when to start it again */
+			bool		quick = !TimestampDifferenceExceeds(relays[i].started_at, now,
+															OUTBOX_QUICK_EXIT_MS);
+
+			pfree(relays[i].handle);
+			relays[i].handle = NULL;
+			if (no_extension || !quick)
+				relays[i].quick_exits = 0;
+			else
+				relays[i].quick_exits = Min(relays[i].quick_exits + 1, 7);
+			relays[i].restart_at = no_extension ? 0 :
+				TimestampTzPlusMilliseconds(now, Min(OUTBOX_RESTART_MAX_MS,
+													 OUTBOX_RESTART_MIN_MS << relays[i].quick_exits));
+		}
+		if (no_extension)
+			continue;
+		if (relays[i].restart_at > now)
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(now, relays[i].restart_at, &secs, &usecs);
+			sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
+			continue;
+		}
+		if (!launcher_start_relay(i, dboid))
+			sleep_ms = Min(sleep_ms, OUTBOX_RESTART_MIN_MS * 5);
+	}
+	list_free(oids);
+	return sleep_ms;
+}
+
+/*
+ * outbox._start_relay(): called by the install script, so that the relay of
+ * this database starts as soon as CREATE EXTENSION commits.
+ */
+PG_FUNCTION_INFO_V1(outbox_start_relay);
+Datum
+outbox_start_relay(PG_FUNCTION_ARGS)
+{
+	outbox_require_preload();
+	outbox_wake_launcher_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * Launcher entry point.
+ */
+void
+outbox_launcher_main(Datum main_arg)
+{
+	MemoryContext mcxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	before_shmem_exit(launcher_detach, (Datum) 0);
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	outbox_shared->launcher_pid = MyProcPid;
+	outbox_shared->launcher_latch = MyLatch;
+	LWLockRelease(outbox_shared->lock);
+
+	relays = MemoryContextAllocZero(TopMemoryContext,
+									sizeof(LauncherRelay) * outbox_shared->nslots);
+	mcxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher",
+								 ALLOCSET_DEFAULT_SIZES);
+
+	ereport(LOG, (errmsg("outbox launcher started")));
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		sleep_ms = launcher_reconcile(mcxt);
+		MemoryContextReset(mcxt);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,281 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *	  Module load: refuses to run unless preloaded, defines every outbox.*
+ *	  setting, reserves the prefix, sets up shared memory and registers the
+ *	  launcher.
+ *
+ * Settings that size shared memory are PGC_POSTMASTER; everything else is
+ * PGC_SIGHUP so that an operator changes it in postgresql.conf and reloads.
+ * Settings that may carry secrets (librdkafka properties) are
+ * GUC_SUPERUSER_ONLY, and their check hooks never echo a value back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "kafka.h"
+#include "outbox.h"
+#include "shmem.h"
+
+PG_MODULE_MAGIC;
+
+char	   *outbox_kafka_brokers = NULL;
+char	   *outbox_kafka_properties = NULL;
+char	   *outbox_kafka_properties_file = NULL;
+int			outbox_batch_size = 1000;
+int			outbox_poll_interval = 10000;
+int			outbox_max_databases = 16;
+int			outbox_max_message_size = 983040;
+int			outbox_max_attempts = 10;
+int			outbox_retry_backoff_min = 1000;
+int			outbox_retry_backoff_max = 300000;
+int			outbox_inbox_ttl = 7 * 24 * 3600;
+int			outbox_purge_interval = 60000;
+int			outbox_purge_batch_size = 10000;
+
+void		_PG_init(void);
+
+/*
+ * Check hook for outbox.kafka_properties: every name=value pair must be a
+ * property librdkafka accepts, and none may override what outbox sets itself.
+ */
+static bool
+check_kafka_properties(char **newval, void **extra, GucSource source)
+{
+	char	   *detail = NULL;
+
+	if (!outbox_kafka_check_properties(*newval, NULL, &detail))
+	{
+		GUC_check_errdetail("%s", detail);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Check hook for outbox.kafka_properties_file: the file must be readable and
+ * hold only valid librdkafka properties.
+ */
+static bool
+check_kafka_properties_file(char **newval, void **extra, GucSource source)
+{
+	char	   *detail = NULL;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!outbox_kafka_check_properties(NULL, *newval, &detail))
+	{
+		GUC_check_errdetail("%s", detail);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Check hook for outbox.kafka_brokers: a non-empty list without spaces.
+ */
+static bool
+check_kafka_brokers(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("The broker list must name at least one host:port.");
+		return false;
+	}
+	for (p = *newval; *p; p++)
+	{
+		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == ';')
+		{
+			GUC_check_errdetail("Separate brokers with commas and no spaces, as in \"kafka1:9092,kafka2:9092\".");
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Check hook for the retry backoff bounds: the minimum may not exceed the
+ * maximum.  Each hook sees only its own new value, so compare against the
+ * other setting's current value.
+ */
+static bool
+check_backoff_min(int *newval, void **extra, GucSource source)
+{
+	if (*newval > outbox_retry_backoff_max)
+	{
+		GUC_check_errdetail("outbox.retry_backoff_min may not exceed outbox.retry_backoff_max (%d ms).",
+							outbox_retry_backoff_max);
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_backoff_max(int *newval, void **extra, GucSource source)
+{
+	if (*newval < outbox_retry_backoff_min)
+	{
+		GUC_check_errdetail("outbox.retry_backoff_max may not be below outbox.retry_backoff_min (%d ms).",
+							outbox_retry_backoff_min);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Define every outbox.* setting.
+ */
+static void
+outbox_define_settings(void)
+{
+	DefineCustomStringVariable("outbox.kafka_brokers",
+							   gettext_noop("Kafka bootstrap servers the relays produce to."),
+							   gettext_noop("A comma-separated list of host:port."),
+							   &outbox_kafka_brokers,
+							   "localhost:9092",
+							   PGC_SIGHUP, 0,
+							   check_kafka_brokers, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.kafka_properties",
+							   gettext_noop("librdkafka producer properties, as name=value pairs separated by semicolons."),
+							   gettext_noop("Applied after outbox.kafka_properties_file; may hold secrets, so only superusers can read it."),
+							   &outbox_kafka_properties,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_kafka_properties, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.kafka_properties_file",
+							   gettext_noop("Path of a Kafka-style properties file with librdkafka producer properties."),
+							   NULL,
+							   &outbox_kafka_properties_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_kafka_properties_file, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.batch_size",
+							gettext_noop("Maximum number of events a relay reads and produces in one batch."),
+							NULL,
+							&outbox_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.poll_interval",
+							gettext_noop("Longest time a relay sleeps before looking for events it was not woken for."),
+							gettext_noop("Relays are woken at commit; this is only a safety net."),
+							&outbox_poll_interval,
+							10000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.max_databases",
+							gettext_noop("Maximum number of databases served by a relay."),
+							gettext_noop("Sizes shared memory; each served database also needs a slot in max_worker_processes."),
+							&outbox_max_databases,
+							16, 1, 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.max_message_size",
+							gettext_noop("Largest payload plus key plus headers publish() accepts."),
+							gettext_noop("Keep it below the brokers' message.max.bytes."),
+							&outbox_max_message_size,
+							983040, 1024, 100 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.max_attempts",
+							gettext_noop("Delivery attempts before an event moves to outbox.dead_letters."),
+							NULL,
+							&outbox_max_attempts,
+							10, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.retry_backoff_min",
+							gettext_noop("Delay before the first retry of a failed delivery."),
+							gettext_noop("Doubles with each attempt, with jitter, up to outbox.retry_backoff_max."),
+							&outbox_retry_backoff_min,
+							1000, 1, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_backoff_min, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.retry_backoff_max",
+							gettext_noop("Longest delay between two delivery attempts of an event."),
+							NULL,
+							&outbox_retry_backoff_max,
+							300000, 1, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							check_backoff_max, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.inbox_ttl",
+							gettext_noop("How long outbox.receive() remembers an event id: the de-duplication window."),
+							gettext_noop("A per-call ttl overrides it."),
+							&outbox_inbox_ttl,
+							7 * 24 * 3600, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.purge_interval",
+							gettext_noop("How often each relay deletes expired inbox rows."),
+							NULL,
+							&outbox_purge_interval,
+							60000, 100, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.purge_batch_size",
+							gettext_noop("Expired inbox rows deleted per purge transaction."),
+							NULL,
+							&outbox_purge_batch_size,
+							10000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("outbox");
+#else
+	EmitWarningsOnPlaceholders("outbox");
+#endif
+}
+
+/*
+ * Module load.  Outside shared_preload_libraries there is no shared memory
+ * and no launcher, so refuse to load rather than half-work.
+ */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("outbox must be loaded via shared_preload_libraries"),
+				 errhint("Add outbox to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	outbox_define_settings();
+	outbox_shmem_init();
+	outbox_register_launcher();
+}
+
+/*
+ * SQL functions call this first: when the library was loaded by the function
+ * call itself (not preloaded), _PG_init already refused, but a server that
+ * dropped outbox from shared_preload_libraries and kept the extension gets
+ * the same clear message here.
+ */
+void
+outbox_require_preload(void)
+{
+	if (!outbox_shmem_ready())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("outbox must be loaded via shared_preload_libraries"),
+				 errhint("Add outbox to shared_preload_libraries in postgresql.conf and restart the server.")));
+}

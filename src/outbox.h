@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.h
+ *	  Settings and entry points shared by the parts of the outbox extension.
+ *
+ * Each part of the extension lives in its own file under src/ and exports
+ * only what the others need; this header gathers the settings (defined in
+ * outbox.c) and the background worker entry points.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OUTBOX_H
+#define OUTBOX_H
+
+#include "postgres.h"
+
+/* Settings (outbox.c) */
+extern char *outbox_kafka_brokers;
+extern char *outbox_kafka_properties;
+extern char *outbox_kafka_properties_file;
+extern int	outbox_batch_size;
+extern int	outbox_poll_interval;
+extern int	outbox_max_databases;
+extern int	outbox_max_message_size;
+extern int	outbox_max_attempts;
+extern int	outbox_retry_backoff_min;
+extern int	outbox_retry_backoff_max;
+extern int	outbox_inbox_ttl;
+extern int	outbox_purge_interval;
+extern int	outbox_purge_batch_size;
+
+/* Background worker entry points, named in bgw_function_name */
+extern PGDLLEXPORT void outbox_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void outbox_relay_main(Datum main_arg);
+
+/* launcher.c */
+extern void outbox_register_launcher(void);
+
+/* publish.c */
+extern void outbox_wake_relay_at_commit(void);
+extern void outbox_wake_launcher_at_commit(void);
+
+/* Raise a clear error when a SQL function runs without the preloaded library */
+extern void outbox_require_preload(void);
+
+#endif							/* OUTBOX_H */

@@ -1,0 +1,750 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay.c
+ *	  The relay: one background worker per database, which moves committed
+ *	  rows of outbox.events to Kafka and deletes each row only after Kafka
+ *	  acknowledged it.
+ *
+ * One pass of the loop:
+ *	1. read a batch in id order, in its own short transaction, skipping
+ *	   events not yet due for a retry and every later event of a (topic, key)
+ *	   that has an earlier event waiting for a retry;
+ *	2. flush WAL up to what was read, so Kafka never holds an event whose
+ *	   commit record a crash could still lose (synchronous_commit = off);
+ *	3. produce the batch, then serve delivery reports until every message has
+ *	   one, waiting on the latch and librdkafka's queue pipe together;
+ *	4. in a second transaction delete the delivered rows, and for failed ones
+ *	   count the attempt and set the next attempt time (exponential backoff
+ *	   with jitter), or move them to outbox.dead_letters after
+ *	   outbox.max_attempts or at once on a permanent error.
+ * No transaction is open while waiting for Kafka.  After a pass that found
+ * events the relay reads again at once; after an empty one it sleeps until a
+ * committing publisher sets its latch, librdkafka has news, or
+ * outbox.poll_interval passes.
+ *
+ * Errors: an ERROR in a pass is caught, its transaction aborted, any batch in
+ * flight abandoned (the producer is destroyed, so no late delivery report can
+ * touch freed memory; the rows stay and are produced again), the message
+ * recorded in the slot and logged (the same message at most once a minute);
+ * then the relay waits a second and goes on.
+ *
+ * Memory: relay_cxt lives as long as the worker; batch_cxt holds one batch
+ * and is reset at the start of each pass.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <setjmp.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "kafka.h"
+#include "outbox.h"
+#include "shmem.h"
+
+#define RELAY_ERROR_PAUSE_MS	1000
+#define RELAY_ERROR_REPEAT_MS	60000
+
+/* One event of the batch being relayed */
+typedef struct RelayEvent
+{
+	int64		id;
+	OutboxMessage msg;
+	bool		done;			/* delivery report served (or immediate error) */
+	rd_kafka_resp_err_t err;
+} RelayEvent;
+
+typedef struct RelayBatch
+{
+	RelayEvent *events;
+	int			n;
+	int			outstanding;	/* produced, delivery report not yet served */
+} RelayBatch;
+
+static OutboxSlot *relay_slot = NULL;
+static OutboxProducer *relay_producer = NULL;
+static char *relay_config_signature = NULL;
+static char *relay_dbname = NULL;
+static char *relay_label = NULL;
+static char *relay_default_source = NULL;
+static MemoryContext relay_cxt = NULL;
+static MemoryContext batch_cxt = NULL;
+static RelayBatch batch;
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
+
+static const char *const read_sql =
+"SELECT e.id, e.event_id, e.topic, e.key, e.payload, e.headers,"
+"       e.event_type, e.source, e.traceparent, e.content_type, e.created_at"
+"  FROM outbox.events e"
+" WHERE (e.next_attempt_at IS NULL OR e.next_attempt_at <= pg_catalog.now())"
+"   AND NOT EXISTS (SELECT 1 FROM outbox.events b"
+"                    WHERE b.attempts > 0 AND b.topic = e.topic AND b.key = e.key"
+"                      AND b.id < e.id AND b.next_attempt_at > pg_catalog.now())"
+" ORDER BY e.id LIMIT $1";
+
+static const char *const delete_sql =
+"DELETE FROM outbox.events WHERE id = ANY ($1)";
+
+/*
+ * $1 ids, $2 error names, $3 error texts, $4 permanent flags,
+ * $5 max attempts, $6 backoff min ms, $7 backoff max ms.
+ * Returns (dead-lettered, retried).
+ */
+static const char *const fail_sql =
+"WITH f AS (SELECT * FROM pg_catalog.unnest($1::pg_catalog.int8[], $2::pg_catalog.text[],"
+"                                           $3::pg_catalog.text[], $4::pg_catalog.bool[])"
+"                   AS f(id, code, message, permanent)),"
+" dead AS (DELETE FROM outbox.events e USING f"
+"           WHERE e.id = f.id AND (f.permanent OR e.attempts + 1 >= $5)"
+"          RETURNING e.event_id, e.topic, e.key, e.payload, e.headers, e.event_type,"
+"                    e.source, e.traceparent, e.content_type, e.created_at,"
+"                    e.attempts + 1 AS attempts, f.code, f.message),"
+" moved AS (INSERT INTO outbox.dead_letters (event_id, topic, key, payload, headers,"
+"                  event_type, source, traceparent, content_type, created_at,"
+"                  attempts, error_code, error)"
+"           SELECT * FROM dead RETURNING 1),"
+" retried AS (UPDATE outbox.events e"
+"                SET attempts = e.attempts + 1,"
+"                    last_error = f.code || ': ' || f.message,"
+"                    next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs =>"
+"                        pg_catalog.least($6::pg_catalog.float8 * pg_catalog.power(2, e.attempts),"
+"                                         $7::pg_catalog.float8)"
+"                        * (0.5 + pg_catalog.random() * 0.5) / 1000)"
+"               FROM f"
+"              WHERE e.id = f.id AND NOT (f.permanent OR e.attempts + 1 >= $5)"
+"             RETURNING 1)"
+"SELECT (SELECT pg_catalog.count(*) FROM moved), (SELECT pg_catalog.count(*) FROM retried)";
+
+/*
+ * Leave the slot when the worker exits, whatever the reason.
+ */
+static void
+relay_detach(int code, Datum arg)
+{
+	if (relay_slot == NULL)
+		return;
+	outbox_slot_set_state(relay_slot, OUTBOX_RELAY_STOPPED);
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	relay_slot->pid = 0;
+	relay_slot->latch = NULL;
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * Take the slot the launcher assigned to this database.
+ */
+static void
+relay_attach(int slotno, Oid dboid)
+{
+	OutboxSlot *slot;
+
+	if (slotno < 0 || slotno >= outbox_shared->nslots)
+		elog(FATAL, "outbox relay started with invalid slot %d", slotno);
+	slot = &outbox_shared->slots[slotno];
+
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	if (slot->dboid != dboid || slot->pid != 0)
+	{
+		LWLockRelease(outbox_shared->lock);
+		ereport(LOG,
+				(errmsg("outbox relay for database with OID %u: slot %d is no longer ours, exiting",
+						dboid, slotno)));
+		proc_exit(0);
+	}
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	LWLockRelease(outbox_shared->lock);
+
+	relay_slot = slot;
+	before_shmem_exit(relay_detach, (Datum) 0);
+	outbox_slot_set_state(slot, OUTBOX_RELAY_STARTING);
+}
+
+/*
+ * Exit for good when the extension is absent (never created, or dropped):
+ * the launcher starts a relay again when CREATE EXTENSION commits.
+ */
+static void
+relay_exit_without_extension(void)
+{
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	relay_slot->no_extension = true;
+	LWLockRelease(outbox_shared->lock);
+	ereport(DEBUG1,
+			(errmsg("%s: extension outbox is not installed, exiting", relay_label)));
+	proc_exit(0);
+}
+
+/*
+ * Delivery report: runs inside outbox_kafka_serve(), in this thread.
+ */
+static void
+relay_on_delivery(void *opaque, rd_kafka_resp_err_t err, void *arg)
+{
+	RelayEvent *ev = (RelayEvent *) opaque;
+
+	ev->err = err;
+	ev->done = true;
+	batch.outstanding--;
+}
+
+/*
+ * Create the producer from the current settings.
+ */
+static void
+relay_connect_kafka(void)
+{
+	char	   *client_id = psprintf("outbox-%s", relay_dbname);
+
+	relay_producer = outbox_kafka_create(client_id, relay_label,
+										 relay_on_delivery, NULL);
+	pfree(client_id);
+}
+
+/*
+ * Recreate the producer when its configuration changed at reload or after a
+ * fatal producer error.  Only called with no batch in flight.
+ */
+static void
+relay_refresh_producer(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(relay_cxt);
+	char	   *signature = outbox_kafka_config_signature();
+	bool		changed = relay_config_signature == NULL ||
+		strcmp(signature, relay_config_signature) != 0;
+
+	MemoryContextSwitchTo(old);
+	if (relay_producer != NULL &&
+		!changed && !outbox_kafka_failed_fatally(relay_producer))
+	{
+		pfree(signature);
+		return;
+	}
+	if (relay_producer != NULL)
+	{
+		ereport(LOG,
+				(errmsg("%s: recreating the Kafka producer (%s)", relay_label,
+						changed ? "configuration changed" : "fatal producer error")));
+		outbox_kafka_destroy(relay_producer);
+		relay_producer = NULL;
+	}
+	if (relay_config_signature)
+		pfree(relay_config_signature);
+	relay_config_signature = signature;
+	relay_connect_kafka();
+}
+
+/*
+ * ce_time: the event's creation time in RFC 3339, UTC, microseconds.
+ */
+static char *
+relay_rfc3339(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return pstrdup("1970-01-01T00:00:00Z");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/*
+ * A text column of the current SPI row as a C string in batch_cxt, or NULL.
+ */
+static char *
+relay_text_col(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * Add one header to ev's message.
+ */
+static void
+relay_add_header(RelayEvent *ev, const char *name, const char *value, size_t len)
+{
+	OutboxHeader *h = &ev->msg.headers[ev->msg.nheaders++];
+
+	h->name = name;
+	h->value = value;
+	h->value_len = len;
+}
+
+/*
+ * Turn one row of the read query into a Kafka message with CloudEvents
+ * binary-mode headers, then the traceparent, then the caller's headers.
+ */
+static void
+relay_build_event(RelayEvent *ev, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *event_type;
+	char	   *source;
+	char	   *traceparent;
+	char	   *content_type;
+	Jsonb	   *headers = NULL;
+	int			nuser = 0;
+
+	ev->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	ev->msg.topic = relay_text_col(tup, desc, 3);
+
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	if (!isnull)
+	{
+		text	   *key = DatumGetTextPP(d);
+
+		ev->msg.key_len = VARSIZE_ANY_EXHDR(key);
+		ev->msg.key = pnstrdup(VARDATA_ANY(key), ev->msg.key_len);
+	}
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	if (!isnull)
+	{
+		bytea	   *value = DatumGetByteaPP(d);
+
+		char	   *copy;
+
+		ev->msg.value_len = VARSIZE_ANY_EXHDR(value);
+		copy = palloc(Max(ev->msg.value_len, 1));
+		memcpy(copy, VARDATA_ANY(value), ev->msg.value_len);
+		ev->msg.value = copy;
+	}
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	if (!isnull)
+	{
+		headers = DatumGetJsonbP(d);
+		nuser = JsonContainerSize(&headers->root);
+	}
+	event_type = relay_text_col(tup, desc, 7);
+	source = relay_text_col(tup, desc, 8);
+	traceparent = relay_text_col(tup, desc, 9);
+	content_type = relay_text_col(tup, desc, 10);
+
+	ev->msg.headers = palloc(sizeof(OutboxHeader) * (7 + nuser));
+	relay_add_header(ev, "ce_specversion", "1.0", 3);
+	{
+		char	   *id = DatumGetCString(DirectFunctionCall1(uuid_out,
+															 SPI_getbinval(tup, desc, 2, &isnull)));
+
+		relay_add_header(ev, "ce_id", id, strlen(id));
+	}
+	source = source ? source : relay_default_source;
+	relay_add_header(ev, "ce_source", source, strlen(source));
+	event_type = event_type ? event_type : unconstify(char *, ev->msg.topic);
+	relay_add_header(ev, "ce_type", event_type, strlen(event_type));
+	{
+		char	   *time = relay_rfc3339(DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &isnull)));
+
+		relay_add_header(ev, "ce_time", time, strlen(time));
+	}
+	relay_add_header(ev, "content-type", content_type, strlen(content_type));
+	if (traceparent)
+		relay_add_header(ev, "traceparent", traceparent, strlen(traceparent));
+
+	if (headers != NULL)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&headers->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *name = NULL;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				name = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (tok == WJB_VALUE && v.type == jbvString)
+				relay_add_header(ev, name,
+								 pnstrdup(v.val.string.val, v.val.string.len),
+								 v.val.string.len);
+		}
+	}
+}
+
+/*
+ * Prepare and keep a plan, once per worker.
+ */
+static SPIPlanPtr
+relay_prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "outbox relay: SPI_prepare failed: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "outbox relay: SPI_keepplan failed");
+	return plan;
+}
+
+/*
+ * Start a transaction with SPI and a snapshot, as worker_spi does; exits the
+ * worker when the extension is gone.
+ */
+static void
+relay_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "outbox relay: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+
+	if (!OidIsValid(get_extension_oid("outbox", true)))
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		AbortCurrentTransaction();
+		relay_exit_without_extension();
+	}
+}
+
+static void
+relay_end(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Step 1: read up to outbox.batch_size due events into the batch.
+ */
+static void
+relay_read_batch(void)
+{
+	Datum		arg = Int32GetDatum(outbox_batch_size);
+	MemoryContext old;
+	uint64		i;
+	int			ret;
+
+	relay_begin("reading outbox.events");
+	if (read_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT4OID};
+
+		read_plan = relay_prepare(read_sql, 1, argtypes);
+	}
+	ret = SPI_execute_plan(read_plan, &arg, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "outbox relay: reading outbox.events failed: %s",
+			 SPI_result_code_string(ret));
+
+	old = MemoryContextSwitchTo(batch_cxt);
+	batch.n = (int) SPI_processed;
+	batch.outstanding = 0;
+	batch.events = palloc0(sizeof(RelayEvent) * Max(batch.n, 1));
+	for (i = 0; i < SPI_processed; i++)
+		relay_build_event(&batch.events[i], SPI_tuptable->vals[i],
+						  SPI_tuptable->tupdesc);
+	MemoryContextSwitchTo(old);
+	relay_end();
+}
+
+/*
+ * Step 3: produce the batch and serve delivery reports until each message
+ * has its outcome.  Interrupts are served while waiting; a latch set by a
+ * committing publisher is not lost, since the relay reads again right after
+ * a non-empty batch.
+ */
+static void
+relay_produce_batch(void)
+{
+	int			i;
+
+	pgstat_report_activity(STATE_RUNNING, "producing to Kafka");
+	for (i = 0; i < batch.n; i++)
+	{
+		RelayEvent *ev = &batch.events[i];
+		rd_kafka_resp_err_t err = outbox_kafka_produce(relay_producer, &ev->msg, ev);
+
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			batch.outstanding++;
+		else
+		{
+			ev->err = err;
+			ev->done = true;
+		}
+	}
+	outbox_kafka_send_now(relay_producer);
+
+	while (batch.outstanding > 0)
+	{
+		int			rc;
+
+		outbox_kafka_serve(relay_producer);
+		if (batch.outstanding == 0)
+			break;
+		outbox_slot_set_state(relay_slot, outbox_kafka_brokers_up(relay_producer) ?
+							  OUTBOX_RELAY_RUNNING : OUTBOX_RELAY_WAITING_FOR_BROKERS);
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   outbox_kafka_event_fd(relay_producer), 1000,
+							   PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Step 4: delete what Kafka acknowledged; retry or dead-letter the rest.
+ */
+static void
+relay_record_outcome(void)
+{
+	Datum	   *ok_ids = palloc(sizeof(Datum) * batch.n);
+	Datum	   *bad_ids = palloc(sizeof(Datum) * batch.n);
+	Datum	   *codes = palloc(sizeof(Datum) * batch.n);
+	Datum	   *messages = palloc(sizeof(Datum) * batch.n);
+	Datum	   *permanent = palloc(sizeof(Datum) * batch.n);
+	int			nok = 0;
+	int			nbad = 0;
+	uint64		dead = 0;
+	int			i;
+
+	for (i = 0; i < batch.n; i++)
+	{
+		RelayEvent *ev = &batch.events[i];
+
+		if (ev->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			ok_ids[nok++] = Int64GetDatum(ev->id);
+		else
+		{
+			bad_ids[nbad] = Int64GetDatum(ev->id);
+			codes[nbad] = CStringGetTextDatum(rd_kafka_err2name(ev->err));
+			messages[nbad] = CStringGetTextDatum(rd_kafka_err2str(ev->err));
+			permanent[nbad] = BoolGetDatum(outbox_kafka_error_is_permanent(ev->err));
+			nbad++;
+		}
+	}
+
+	relay_begin("recording deliveries");
+	if (nok > 0)
+	{
+		Datum		arg = PointerGetDatum(construct_array(ok_ids, nok, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		int			ret;
+
+		if (delete_plan == NULL)
+		{
+			Oid			argtypes[1] = {INT8ARRAYOID};
+
+			delete_plan = relay_prepare(delete_sql, 1, argtypes);
+		}
+		ret = SPI_execute_plan(delete_plan, &arg, NULL, false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "outbox relay: deleting delivered events failed: %s",
+				 SPI_result_code_string(ret));
+	}
+	if (nbad > 0)
+	{
+		Datum		args[7];
+		bool		isnull;
+		int			ret;
+
+		if (fail_plan == NULL)
+		{
+			Oid			argtypes[7] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+			BOOLARRAYOID, INT4OID, INT4OID, INT4OID};
+
+			fail_plan = relay_prepare(fail_sql, 7, argtypes);
+		}
+		args[0] = PointerGetDatum(construct_array(bad_ids, nbad, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(construct_array(codes, nbad, TEXTOID, -1, false, TYPALIGN_INT));
+		args[2] = PointerGetDatum(construct_array(messages, nbad, TEXTOID, -1, false, TYPALIGN_INT));
+		args[3] = PointerGetDatum(construct_array(permanent, nbad, BOOLOID, 1, true, TYPALIGN_CHAR));
+		args[4] = Int32GetDatum(outbox_max_attempts);
+		args[5] = Int32GetDatum(outbox_retry_backoff_min);
+		args[6] = Int32GetDatum(outbox_retry_backoff_max);
+		ret = SPI_execute_plan(fail_plan, args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "outbox relay: recording failed deliveries failed: %s",
+				 SPI_result_code_string(ret));
+		dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+		outbox_slot_record_error(relay_slot,
+								 psprintf("%s: %s",
+										  TextDatumGetCString(codes[0]),
+										  TextDatumGetCString(messages[0])));
+	}
+	relay_end();
+	outbox_slot_count(relay_slot, nok, nbad, dead);
+}
+
+/*
+ * One pass: read, flush WAL, produce, record.  Returns the number of events
+ * handled.
+ */
+static int
+relay_pass(void)
+{
+	MemoryContextReset(batch_cxt);
+	relay_read_batch();
+	if (batch.n == 0)
+		return 0;
+
+	/* no phantom events: what we read must be durable before Kafka has it */
+	XLogFlush(GetXLogInsertRecPtr());
+
+	relay_produce_batch();
+	relay_record_outcome();
+	return batch.n;
+}
+
+/*
+ * After an ERROR with messages in flight, drop the producer so that no late
+ * delivery report writes into a batch that is about to be freed.  The rows
+ * are still in outbox.events and will be produced again.
+ */
+static void
+relay_abandon_batch(void)
+{
+	if (batch.outstanding > 0 && relay_producer != NULL)
+	{
+		outbox_kafka_destroy(relay_producer);
+		relay_producer = NULL;
+	}
+	batch.n = 0;
+	batch.outstanding = 0;
+}
+
+/*
+ * Report an error caught by the main loop: record it in the slot, log it
+ * unless the same message was logged less than a minute ago.
+ */
+static void
+relay_report_error(void)
+{
+	static char *last_message = NULL;
+	static TimestampTz last_logged = 0;
+	MemoryContext old = MemoryContextSwitchTo(relay_cxt);
+	ErrorData  *edata = CopyErrorData();
+	TimestampTz now = GetCurrentTimestamp();
+
+	outbox_slot_record_error(relay_slot, edata->message);
+	if (last_message == NULL || strcmp(last_message, edata->message) != 0 ||
+		TimestampDifferenceExceeds(last_logged, now, RELAY_ERROR_REPEAT_MS))
+	{
+		EmitErrorReport();
+		if (last_message)
+			pfree(last_message);
+		last_message = pstrdup(edata->message);
+		last_logged = now;
+	}
+	FreeErrorData(edata);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Relay entry point.  main_arg is the database oid, bgw_extra the slot.
+ */
+void
+outbox_relay_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	int			slotno;
+	sigjmp_buf	local_sigjmp_buf;
+
+	memcpy(&slotno, MyBgworkerEntry->bgw_extra, sizeof(int));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	relay_attach(slotno, dboid);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	/* nothing the relay runs may resolve through a user's schema */
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+
+	relay_cxt = AllocSetContextCreate(TopMemoryContext, "outbox relay",
+									  ALLOCSET_DEFAULT_SIZES);
+	batch_cxt = AllocSetContextCreate(relay_cxt, "outbox relay batch",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	StartTransactionCommand();
+	relay_dbname = MemoryContextStrdup(relay_cxt, get_database_name(dboid));
+	CommitTransactionCommand();
+	relay_label = MemoryContextStrdup(relay_cxt,
+									  psprintf("outbox relay for database \"%s\"", relay_dbname));
+	relay_default_source = MemoryContextStrdup(relay_cxt,
+											   psprintf("/outbox/%s", relay_dbname));
+	pgstat_report_appname("outbox relay");
+
+	relay_begin("checking for the outbox extension");
+	relay_end();
+
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		/* an ERROR escaped a pass: clean up, record, pause, go on */
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		relay_report_error();
+		AbortCurrentTransaction();
+		relay_abandon_batch();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 RELAY_ERROR_PAUSE_MS, PG_WAIT_EXTENSION);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	ereport(LOG, (errmsg("%s started", relay_label)));
+
+	for (;;)
+	{
+		int			handled;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		relay_refresh_producer();
+		outbox_slot_set_state(relay_slot, OUTBOX_RELAY_RUNNING);
+
+		handled = relay_pass();
+		if (handled > 0)
+			continue;
+
+		(void) WaitLatchOrSocket(MyLatch,
+								 WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 outbox_kafka_event_fd(relay_producer),
+								 outbox_poll_interval, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		outbox_kafka_serve(relay_producer);
+	}
+}

@@ -1,0 +1,208 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared memory of the outbox extension: the slot array that tells which
+ *	  database is served by which relay, each relay's latch (so committing
+ *	  backends can wake it) and its counters.
+ *
+ * Locking:
+ *	- OutboxShared->lock (an LWLock of the "outbox" tranche) protects slot
+ *	  assignment: dboid, pid, latch, no_extension and paused.  The launcher
+ *	  takes it exclusively to assign or free a slot, a relay to attach or
+ *	  detach, committing backends take it shared to find a latch.
+ *	- Each slot's spinlock protects its state, counters and last error; they
+ *	  are written by the slot's relay only and read by status functions.
+ *	- launcher_pid and launcher_latch are written under the LWLock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "outbox.h"
+#include "shmem.h"
+
+OutboxShared *outbox_shared = NULL;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * Bytes of shared memory for outbox.max_databases slots.
+ */
+static Size
+outbox_shmem_size(void)
+{
+	return add_size(offsetof(OutboxShared, slots),
+					mul_size(outbox_max_databases, sizeof(OutboxSlot)));
+}
+
+/*
+ * Ask the postmaster for our shared memory and one named LWLock.
+ */
+static void
+outbox_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(outbox_shmem_size());
+	RequestNamedLWLockTranche("outbox", 1);
+}
+
+/*
+ * Create or attach to the shared state, once, under AddinShmemInitLock.
+ */
+static void
+outbox_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	outbox_shared = ShmemInitStruct("outbox", outbox_shmem_size(), &found);
+	if (!found)
+	{
+		int			i;
+
+		memset(outbox_shared, 0, outbox_shmem_size());
+		outbox_shared->lock = &(GetNamedLWLockTranche("outbox"))->lock;
+		outbox_shared->nslots = outbox_max_databases;
+		for (i = 0; i < outbox_shared->nslots; i++)
+			SpinLockInit(&outbox_shared->slots[i].mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Install the hooks; called from _PG_init in the postmaster.
+ */
+void
+outbox_shmem_init(void)
+{
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = outbox_shmem_request;
+#else
+	outbox_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = outbox_shmem_startup;
+}
+
+/*
+ * True when the library was preloaded and the shared state exists.
+ */
+bool
+outbox_shmem_ready(void)
+{
+	return outbox_shared != NULL;
+}
+
+/*
+ * The slot assigned to a database, or NULL.  Caller holds the LWLock.
+ */
+OutboxSlot *
+outbox_slot_for_database(Oid dboid)
+{
+	int			i;
+
+	for (i = 0; i < outbox_shared->nslots; i++)
+	{
+		if (outbox_shared->slots[i].dboid == dboid)
+			return &outbox_shared->slots[i];
+	}
+	return NULL;
+}
+
+/*
+ * Wake the relay of a database, if it runs.  Called at commit, so it must not
+ * fail: it takes the LWLock shared and sets a latch, nothing else.
+ */
+void
+outbox_set_latch_of_database(Oid dboid)
+{
+	OutboxSlot *slot;
+
+	if (outbox_shared == NULL)
+		return;
+	LWLockAcquire(outbox_shared->lock, LW_SHARED);
+	slot = outbox_slot_for_database(dboid);
+	if (slot != NULL && slot->latch != NULL)
+		SetLatch(slot->latch);
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * Ask the launcher to (re)start the relay of a database: clears the slot's
+ * no_extension mark, if the database has a slot, and wakes the launcher,
+ * which gives a new database a slot on its next pass.  Called at commit of
+ * CREATE EXTENSION, so it must not fail.
+ */
+void
+outbox_request_relay(Oid dboid)
+{
+	OutboxSlot *slot;
+
+	if (outbox_shared == NULL)
+		return;
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	slot = outbox_slot_for_database(dboid);
+	if (slot != NULL)
+		slot->no_extension = false;
+	if (outbox_shared->launcher_latch != NULL)
+		SetLatch(outbox_shared->launcher_latch);
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * Publish a relay's state for outbox.stats.
+ */
+void
+outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->state = state;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Remember a relay's last error, truncated, with its time.
+ */
+void
+outbox_slot_record_error(OutboxSlot *slot, const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->last_error, message, OUTBOX_ERROR_LEN);
+	slot->last_error_at = now;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Add a batch's outcome to the relay's counters.
+ */
+void
+outbox_slot_count(OutboxSlot *slot, uint64 delivered, uint64 failed,
+				  uint64 dead_lettered)
+{
+	TimestampTz now = delivered > 0 ? GetCurrentTimestamp() : 0;
+
+	SpinLockAcquire(&slot->mutex);
+	slot->delivered += delivered;
+	slot->failed += failed;
+	slot->dead_lettered += dead_lettered;
+	if (delivered > 0)
+		slot->last_delivery = now;
+	SpinLockRelease(&slot->mutex);
+}

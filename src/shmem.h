@@ -1,0 +1,75 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  Shared state of the launcher and the relays: one slot per served
+ *	  database, with its relay's latch, state and counters.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OUTBOX_SHMEM_H
+#define OUTBOX_SHMEM_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+
+/* What a relay is doing, shown in outbox.stats */
+typedef enum OutboxRelayState
+{
+	OUTBOX_RELAY_STOPPED = 0,
+	OUTBOX_RELAY_STARTING,
+	OUTBOX_RELAY_RUNNING,
+	OUTBOX_RELAY_WAITING_FOR_BROKERS,
+	OUTBOX_RELAY_PAUSED
+} OutboxRelayState;
+
+#define OUTBOX_ERROR_LEN 256
+
+/*
+ * One served database.  dboid, pid, latch and no_extension are set under
+ * OutboxShared->lock; the counters and the state under the slot's mutex.
+ */
+typedef struct OutboxSlot
+{
+	Oid			dboid;			/* InvalidOid: slot is free */
+	pid_t		pid;			/* relay's pid, 0 when not running */
+	Latch	   *latch;			/* relay's latch, NULL when not running */
+	bool		no_extension;	/* relay found no extension and exited */
+	bool		paused;			/* set by outbox.pause_relay() */
+
+	slock_t		mutex;
+	OutboxRelayState state;
+	uint64		delivered;
+	uint64		failed;
+	uint64		dead_lettered;
+	uint64		purged;
+	TimestampTz last_delivery;
+	TimestampTz last_error_at;
+	char		last_error[OUTBOX_ERROR_LEN];
+} OutboxSlot;
+
+typedef struct OutboxShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	int			nslots;
+	OutboxSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} OutboxShared;
+
+extern OutboxShared *outbox_shared;
+
+extern void outbox_shmem_init(void);
+extern bool outbox_shmem_ready(void);
+extern OutboxSlot *outbox_slot_for_database(Oid dboid);
+extern void outbox_set_latch_of_database(Oid dboid);
+extern void outbox_request_relay(Oid dboid);
+extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);
+extern void outbox_slot_record_error(OutboxSlot *slot, const char *message);
+extern void outbox_slot_count(OutboxSlot *slot, uint64 delivered,
+							  uint64 failed, uint64 dead_lettered);
+
+#endif							/* OUTBOX_SHMEM_H */
