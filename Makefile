@@ -19,6 +19,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# after PGXS, which resets it: the tests' shared Perl module
+PG_PROVE_FLAGS += -I $(srcdir)/test/perl
+
 # The Kafka-protocol test broker (librdkafka's mock cluster)
 test/kafka_broker: test/kafka_broker.c
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -o $@ $< -lrdkafka

@@ -1,0 +1,167 @@
+# OutboxTest: shared pieces of the outbox TAP tests.
+#
+# - start_broker(): the test Kafka broker (test/kafka_broker, librdkafka's
+#   mock cluster on loopback), driven through its stdin with broker_cmd().
+# - new_node(): a PostgreSQL::Test::Cluster with outbox preloaded and pointed
+#   at a broker.
+# - kcat_read() / python_read(): every message of a topic, read back by kcat
+#   (librdkafka) or by test/kafka_read.py (python3-kafka, not librdkafka).
+# - wait_drained(): waits until outbox.events is empty.
+package OutboxTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(start_broker broker_cmd stop_broker new_node kcat_read
+  python_read wait_drained by_key first_occurrences);
+
+my $srcdir = $ENV{TESTDIR} // '.';
+
+# Start a test broker with $nbrokers brokers; returns a handle whose
+# {bootstrap} is the bootstrap server list.
+sub start_broker
+{
+	my ($nbrokers) = @_;
+	$nbrokers //= 1;
+	my %b = (in => '', out => '');
+	$b{h} = IPC::Run::start([ "$srcdir/test/kafka_broker", '-n', $nbrokers ],
+		'<', \$b{in}, '>', \$b{out}, '2>', "$PostgreSQL::Test::Utils::tmp_check/broker_$$.log");
+	my $deadline = time + 30;
+	while ($b{out} !~ /^bootstrap (\S+)\n/m)
+	{
+		die "test broker did not start" if time > $deadline;
+		$b{h}->pump_nb;
+		select(undef, undef, undef, 0.05);
+	}
+	($b{bootstrap}) = $b{out} =~ /^bootstrap (\S+)\n/m;
+	$b{out} = '';
+	return \%b;
+}
+
+# Send one command to the broker and return its answer line ("ok" or
+# "error ...").
+sub broker_cmd
+{
+	my ($b, $cmd) = @_;
+	$b->{out} = '';
+	$b->{in} .= "$cmd\n";
+	my $deadline = time + 30;
+	while ($b->{out} !~ /\n/)
+	{
+		die "test broker did not answer '$cmd'" if time > $deadline;
+		$b->{h}->pump_nb;
+		select(undef, undef, undef, 0.02);
+	}
+	my ($line) = $b->{out} =~ /^(.*)\n/;
+	return $line;
+}
+
+sub stop_broker
+{
+	my ($b) = @_;
+	$b->{in} .= "quit\n";
+	$b->{h}->finish;
+}
+
+# A node with outbox preloaded, producing to $bootstrap; %opts may hold
+# extra configuration lines (conf) and init options (allows_streaming...).
+sub new_node
+{
+	my ($name, $bootstrap, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%{ $opts{init} // {} });
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'outbox'
+outbox.kafka_brokers = '$bootstrap'
+max_worker_processes = 16
+} . ($opts{conf} // ''));
+	return $node;
+}
+
+# Every message of $topic, read by kcat from the beginning; a list of hashes
+# with topic, partition, offset, key, value and headers (a hash) plus
+# header_names (in order).
+sub kcat_read
+{
+	my ($bootstrap, $topic, $count) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'kcat', '-C', '-b', $bootstrap, '-t', $topic, '-o', 'beginning',
+		'-c', $count, '-e', '-J', '-X', 'fetch.wait.max.ms=1',
+		'-X', 'topic.metadata.refresh.interval.ms=1000' ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(120));
+	my @msgs;
+	for my $line (split /\n/, $out)
+	{
+		next unless $line =~ /^\{/;
+		# kcat writes values as raw bytes: decode them as Latin-1 characters
+		my $j = JSON::PP->new->decode($line);
+		my %h;
+		my @names;
+		my @hv = @{ $j->{headers} // [] };
+		while (@hv)
+		{
+			my ($k, $v) = splice(@hv, 0, 2);
+			$h{$k} = $v;
+			push @names, $k;
+		}
+		push @msgs, { topic => $j->{topic}, partition => $j->{partition},
+			offset => $j->{offset}, key => $j->{key}, value => $j->{payload},
+			headers => \%h, header_names => \@names };
+	}
+	return \@msgs;
+}
+
+# The same through python3-kafka (test/kafka_read.py).
+sub python_read
+{
+	my ($bootstrap, $topic, $count) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'python3', "$srcdir/test/kafka_read.py", '--bootstrap', $bootstrap,
+		'--topic', $topic, '--count', $count, '--timeout', '60' ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(180));
+	note("kafka_read.py: $err") if $err ne '';
+	my @msgs = map { decode_json($_) } grep { /^\{/ } split /\n/, $out;
+	return \@msgs;
+}
+
+# Wait until outbox.events of $db is empty.
+sub wait_drained
+{
+	my ($node, $db) = @_;
+	return $node->poll_query_until($db // 'postgres',
+		'SELECT count(*) = 0 FROM outbox.events');
+}
+
+# Group messages by key, each list in partition order.
+sub by_key
+{
+	my ($msgs) = @_;
+	my %k;
+	for my $m (sort { $a->{partition} <=> $b->{partition} || $a->{offset} <=> $b->{offset} } @$msgs)
+	{
+		push @{ $k{ $m->{key} // '' } }, $m;
+	}
+	return \%k;
+}
+
+# The list of values of $field in order, without repeats after the first
+# occurrence (duplicates from at-least-once delivery are dropped).
+sub first_occurrences
+{
+	my @seen;
+	my %s;
+	for (@_)
+	{
+		push @seen, $_ unless $s{$_}++;
+	}
+	return @seen;
+}
+
+1;

@@ -1,0 +1,36 @@
+#!/bin/bash
+# Shared by test/run_tests.sh and test/demo.sh: installs what outbox needs on
+# a fresh Debian 12 machine (as root), then builds and installs the extension
+# and the test Kafka broker with warnings as errors.
+set -euo pipefail
+
+OUTBOX_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev
+    kcat libipc-run-perl libjson-pp-perl python3 python3-kafka python3-confluent-kafka
+    python3-psycopg2"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "run this as root: it installs packages and runs PostgreSQL as the postgres user" >&2
+    exit 1
+fi
+
+missing=""
+for p in $OUTBOX_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "== installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # the cluster Debian creates by itself is not used: tests make their own
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+PG_BINDIR=$(pg_config --bindir)
+export PATH="$PG_BINDIR:$PATH"
+
+echo "== building outbox"
+make -s clean >/dev/null
+make -s PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Werror"
+make -s install >/dev/null
+# initdb refuses root: the clusters run as postgres, which writes results here
+chown -R postgres: .
