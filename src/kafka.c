@@ -72,12 +72,13 @@ outbox_property_is_secret(const char *name)
 }
 
 /*
- * Set one property on conf, after refusing the reserved ones.  On failure
- * *detail says why, naming the property but never a secret value.
+ * Set one property on conf, after refusing the reserved ones, and secrets
+ * given inline.  On failure *detail says why, naming the property but never
+ * a secret value.
  */
 static bool
 outbox_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
-				const char *origin, char **detail)
+				const char *origin, bool inline_origin, char **detail)
 {
 	char		errstr[512];
 	int			i;
@@ -90,6 +91,17 @@ outbox_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
 							   origin, name);
 			return false;
 		}
+	}
+	/*
+	 * PostgreSQL logs every changed setting's new value at reload, so a
+	 * secret may only come from the properties file, whose contents are
+	 * never logged.
+	 */
+	if (inline_origin && outbox_property_is_secret(name))
+	{
+		*detail = psprintf("%s: property \"%s\" holds a secret; set it in outbox.kafka_properties_file instead, since PostgreSQL logs changed settings.",
+						   origin, name);
+		return false;
 	}
 	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 	{
@@ -160,7 +172,7 @@ outbox_conf_apply_text(rd_kafka_conf_t *conf, const char *text, char sep,
 		*eq = '\0';
 		name = outbox_trim(item);
 		value = outbox_trim(eq + 1);
-		if (!outbox_conf_set(conf, name, value, origin, detail))
+		if (!outbox_conf_set(conf, name, value, origin, sep == ';', detail))
 			return false;
 		item = next;
 	}

@@ -51,6 +51,8 @@ check_kafka_properties(char **newval, void **extra, GucSource source)
 
 	if (!outbox_kafka_check_properties(*newval, NULL, &detail))
 	{
+		/* our own message: the default one would print the value, secrets and all */
+		GUC_check_errmsg("invalid value for parameter \"%s\"", "outbox.kafka_properties");
 		GUC_check_errdetail("%s", detail);
 		return false;
 	}
@@ -70,6 +72,7 @@ check_kafka_properties_file(char **newval, void **extra, GucSource source)
 		return true;
 	if (!outbox_kafka_check_properties(NULL, *newval, &detail))
 	{
+		GUC_check_errmsg("invalid value for parameter \"%s\"", "outbox.kafka_properties_file");
 		GUC_check_errdetail("%s", detail);
 		return false;
 	}
@@ -261,6 +264,7 @@ _PG_init(void)
 
 	outbox_define_settings();
 	outbox_shmem_init();
+	outbox_publish_init();
 	outbox_register_launcher();
 }
 

@@ -37,6 +37,7 @@ extern PGDLLEXPORT void outbox_relay_main(Datum main_arg);
 extern void outbox_register_launcher(void);
 
 /* publish.c */
+extern void outbox_publish_init(void);
 extern void outbox_wake_relay_at_commit(void);
 extern void outbox_wake_launcher_at_commit(void);
 
