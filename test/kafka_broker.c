@@ -16,7 +16,7 @@
  * Usage:
  *		kafka_broker [-n BROKERS] [-f FILE]
  *
- *		-n BROKERS	number of mock brokers (default 1); broker ids are 1..BROKERS
+ *		-n BROKERS	number of mock brokers (default 1), with ids 1..BROKERS
  *		-f FILE		also write the bootstrap servers (plus a newline) to FILE,
  *					atomically (FILE.tmp is written, then renamed to FILE)
  *
@@ -33,7 +33,9 @@
  *								APIKEY (0 = Produce, 1 = Fetch, 3 = Metadata,
  *								...) fail with Kafka error code ERRCODE;
  *								COUNT 0 clears the pending errors of APIKEY
- *		topic NAME PARTITIONS	create a topic (replication factor 1)
+ *		topic NAME PARTITIONS	create a topic (replication factor 1 is asked
+ *								for, but the 2.0.2 mock still lists
+ *								min(3, BROKERS) replicas in Metadata)
  *		topic_error NAME ERRCODE
  *								make requests on the topic fail with ERRCODE
  *								(0 clears); note that librdkafka 2.0.2 only
@@ -43,10 +45,15 @@
  *		quit					exit
  *
  * The program exits with status 0 on end of file on stdin, on "quit", and
- * on SIGTERM or SIGINT, destroying the mock cluster cleanly.  Beware that a
- * non-interactive shell starts "cmd &" with stdin redirected from
- * /dev/null, so the broker would exit at once: feed it from a pipe or FIFO
- * instead (e.g. "sleep infinity | kafka_broker -f FILE &").
+ * on SIGTERM or SIGINT, destroying the mock cluster cleanly (a signal is
+ * acted on once the command being executed, if any, is done).  The mock
+ * cluster's thread sometimes only notices a command after its 1 s poll
+ * timeout, so a command or the shutdown can take up to about a second
+ * (seen with librdkafka 2.0.2).
+ *
+ * Beware that a non-interactive shell starts "cmd &" with stdin redirected
+ * from /dev/null, so the broker would exit at once: feed it from a pipe or
+ * FIFO instead (e.g. "sleep infinity | kafka_broker -f FILE &").
  *
  * Topics that do not exist are created automatically when a client asks
  * for them in a Metadata request (which producers and consumers do), with
@@ -104,8 +111,9 @@ usage(const char *progname)
 {
 	fprintf(stderr,
 			"usage: %s [-n BROKERS (default 1)] [-f FILE]\n"
-			"Starts a librdkafka mock Kafka cluster, prints its bootstrap servers\n"
-			"and then executes fault-injection commands read from stdin.\n",
+			"Starts a librdkafka mock Kafka cluster, prints its bootstrap\n"
+			"servers and then executes fault-injection commands read from\n"
+			"stdin.\n",
 			progname);
 }
 
@@ -275,7 +283,8 @@ execute_command(char *line, bool *quit, char *errmsg)
 			return false;
 		if (!parse_long(args[3], 0, MAX_ERROR_COUNT, &count))
 		{
-			snprintf(errmsg, ERRMSG_SIZE, "invalid count \"%s\" (expected 0..%d)",
+			snprintf(errmsg, ERRMSG_SIZE,
+					 "invalid count \"%s\" (expected 0..%d)",
 					 args[3], MAX_ERROR_COUNT);
 			return false;
 		}
@@ -497,7 +506,9 @@ main(int argc, char **argv)
 			case 'n':
 				if (!parse_long(optarg, 1, MAX_BROKERS, &val))
 				{
-					fprintf(stderr, "kafka_broker: invalid broker count \"%s\" (expected 1..%d)\n",
+					fprintf(stderr,
+							"kafka_broker: invalid broker count \"%s\" "
+							"(expected 1..%d)\n",
 							optarg, MAX_BROKERS);
 					return 2;
 				}
@@ -529,7 +540,9 @@ main(int argc, char **argv)
 	}
 	for (i = 0; i < 2; i++)
 	{
-		fcntl(signal_pipe[i], F_SETFL, fcntl(signal_pipe[i], F_GETFL) | O_NONBLOCK);
+		int			flags = fcntl(signal_pipe[i], F_GETFL);
+
+		fcntl(signal_pipe[i], F_SETFL, flags | O_NONBLOCK);
 		fcntl(signal_pipe[i], F_SETFD, FD_CLOEXEC);
 	}
 	memset(&sa, 0, sizeof(sa));
@@ -559,6 +572,7 @@ main(int argc, char **argv)
 						  errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 	{
 		fprintf(stderr, "kafka_broker: %s\n", errstr);
+		rd_kafka_conf_destroy(conf);
 		return 1;
 	}
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));

@@ -14,9 +14,12 @@ Every partition of the given topics is read from the beginning (all
 partitions are assigned by hand and seeked to the beginning; no consumer
 group is used and no offsets are committed) until at least N messages have
 arrived, or until --timeout seconds (default 30) pass without any new
-message.  A topic that does not exist yet is waited for within the same
-timeout.  Then one JSON object per message is printed per line to stdout,
-ordered by (topic, partition, offset):
+message (counted from the start until the first message arrives).  A topic
+that does not exist yet is waited for within the same timeout, and is not
+auto-created by this reader.  If no broker answers, the program gives up
+after about --timeout seconds (plus at most one request timeout of 10 s).
+Then one JSON object per message is printed per line to stdout, ordered by
+(topic, partition, offset):
 
     {"topic": ..., "partition": ..., "offset": ..., "key": str or null,
      "value": str or null, "headers": {name: str}, "timestamp": ms}
@@ -43,8 +46,10 @@ except ImportError:
 from kafka import KafkaConsumer, TopicPartition
 
 # The broker API version is given explicitly rather than probed: kafka-python
-# guesses the broker version by sending a series of requests, which is slow
-# and not reliable against librdkafka's mock cluster (test/kafka_broker.c).
+# guesses the broker version by sending a series of probe requests at start,
+# which against librdkafka 2.0.2's mock cluster (test/kafka_broker.c) does
+# work (it guesses 2.3.0) but costs round trips and blocks while no broker
+# is up.
 # For any version >= (0, 11) kafka-python 2.0.2 uses Metadata v1, ListOffsets
 # v1 and Fetch v4 (v2 record batches, needed for headers); the mock cluster
 # of librdkafka 2.0.2 supports all of them, and so does any real broker
@@ -53,6 +58,9 @@ DEFAULT_API_VERSION = (2, 0, 0)
 
 # How long to wait for a topic's metadata between two attempts.
 METADATA_RETRY_SECONDS = 0.2
+
+# Timeout of one request (and of the retries for the first offsets).
+REQUEST_TIMEOUT_MS = 10000
 
 
 def decode(data):
@@ -98,34 +106,61 @@ def parse_args():
 def wait_for_partitions(consumer, topics, deadline):
     """Return the TopicPartitions of all topics, waiting for missing ones.
 
+    KafkaConsumer.partitions_for_topic() blocks without limit while no
+    broker answers, so the metadata of all topics (which does not auto-create
+    any) is requested through the consumer's client with a bounded wait.
     Returns None (after a message on stderr) if some topic still has no
     partitions when the deadline passes.
     """
+    client = consumer._client
+    cluster = client.cluster
+    cluster.need_all_topic_metadata = True
     while True:
-        partitions = []
-        missing = []
-        for topic in topics:
-            ids = consumer.partitions_for_topic(topic)
-            if ids:
-                partitions.extend(TopicPartition(topic, p) for p in ids)
-            else:
-                missing.append(topic)
+        missing = [t for t in topics if not cluster.partitions_for_topic(t)]
         if not missing:
-            return partitions
+            return [TopicPartition(t, p) for t in topics
+                    for p in sorted(cluster.partitions_for_topic(t))]
         if time.monotonic() >= deadline:
             print('kafka_read: topic(s) not found: %s' % ', '.join(missing),
                   file=sys.stderr)
             return None
-        time.sleep(METADATA_RETRY_SECONDS)
+        future = cluster.request_update()
+        retry_at = min(deadline, time.monotonic() + METADATA_RETRY_SECONDS)
+        while not future.is_done and time.monotonic() < deadline:
+            client.poll(timeout_ms=100)
+        while time.monotonic() < retry_at:
+            client.poll(timeout_ms=int((retry_at - time.monotonic()) * 1000) + 1)
 
 
-def read_messages(consumer, partitions, count, timeout):
-    """Poll the assigned partitions; return {(topic, partition, offset): dict}."""
+def seek_to_first_offsets(consumer, partitions, deadline):
+    """Position every partition at its first offset; False on timeout.
+
+    The consumer's own offset reset (seek_to_beginning()) would block
+    without limit while a partition leader is down, so the first offsets are
+    asked for explicitly, which is bounded by request_timeout_ms.
+    """
+    while True:
+        try:
+            offsets = consumer.beginning_offsets(partitions)
+            break
+        except kafka.errors.KafkaTimeoutError:
+            if time.monotonic() >= deadline:
+                print('kafka_read: could not get the first offsets',
+                      file=sys.stderr)
+                return False
+    for tp in partitions:
+        consumer.seek(tp, offsets[tp])
+    return True
+
+
+def read_messages(consumer, count, timeout, started):
+    """Poll the assigned partitions; return {(topic, partition, offset): dict}.
+
+    Stops when count messages have arrived or when timeout seconds have
+    passed since the last new message (or since started, if none came).
+    """
     messages = {}
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-
-    last_progress = time.monotonic()
+    last_progress = started
     while len(messages) < count:
         remaining = timeout - (time.monotonic() - last_progress)
         if remaining <= 0:
@@ -159,7 +194,8 @@ def main():
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr,
                         format='kafka_read: %(name)s: %(message)s')
 
-    deadline = time.monotonic() + args.timeout
+    started = time.monotonic()
+    deadline = started + args.timeout
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=args.bootstrap.split(','),
@@ -171,7 +207,8 @@ def main():
             # librdkafka's mock broker answers a Fetch only when the fetch
             # max wait expires, so keep it tiny.
             fetch_max_wait_ms=1,
-            request_timeout_ms=max(int(args.timeout * 1000), 30000) + 1000,
+            # bounds the wait for the first offsets (see above)
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
     except kafka.errors.KafkaError as e:
         print('kafka_read: could not connect to %s: %s' % (args.bootstrap, e),
@@ -182,8 +219,10 @@ def main():
     try:
         partitions = wait_for_partitions(consumer, args.topics, deadline)
         if partitions is not None:
-            messages = read_messages(consumer, partitions, args.count,
-                                     args.timeout)
+            consumer.assign(partitions)
+            if seek_to_first_offsets(consumer, partitions, deadline):
+                messages = read_messages(consumer, args.count, args.timeout,
+                                         started)
     finally:
         # closing cancels the fetch in flight, which kafka-python would log
         logging.getLogger('kafka').setLevel(logging.CRITICAL)
