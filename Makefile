@@ -12,6 +12,10 @@ SHLIB_LINK += -lrdkafka
 REGRESS = $(filter-out outbox--%,$(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check
 
+# isolation specs: test/isolation/specs/NAME.spec, expected output beside them
+ISOLATION = $(basename $(notdir $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --temp-config=test/regress.conf --temp-instance=tmp_check_iso
+
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 

@@ -150,3 +150,92 @@ COMMENT ON FUNCTION @extschema@._start_relay() IS
 REVOKE ALL ON FUNCTION @extschema@._start_relay() FROM PUBLIC;
 
 SELECT @extschema@._start_relay();
+
+-- Inbox --------------------------------------------------------------------------
+
+-- One row per (consumer, event id) received.  Ids are uuid: UUID v7 ids from
+-- publish() arrive in time order, so inserts land at the right edge of the
+-- primary key, like a serial.  Rows expire by expires_at and are deleted in
+-- small batches; time-partitioning would make purging a DROP, but a unique
+-- key on a partitioned table must include the partition key, which would let
+-- a duplicate in through another partition.
+CREATE TABLE @extschema@.inbox (
+    consumer    text        NOT NULL,
+    event_id    uuid        NOT NULL,
+    received_at timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    CONSTRAINT inbox_pkey PRIMARY KEY (consumer, event_id)
+) WITH (fillfactor = 100, autovacuum_vacuum_scale_factor = 0.02);
+CREATE INDEX inbox_expires_at_idx ON @extschema@.inbox (expires_at);
+
+COMMENT ON TABLE @extschema@.inbox IS
+    'Event ids each consumer has received: outbox.receive() de-duplicates against it until the row expires';
+COMMENT ON COLUMN @extschema@.inbox.consumer IS 'Consumer name (at most 200 bytes)';
+COMMENT ON COLUMN @extschema@.inbox.event_id IS 'Event id; a text id not in UUID form is stored as its MD5 (version 3) UUID';
+COMMENT ON COLUMN @extschema@.inbox.received_at IS 'When receive() first returned true for it';
+COMMENT ON COLUMN @extschema@.inbox.expires_at IS 'When it may be purged; after that the same id is received again';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.inbox', '');
+
+GRANT SELECT, INSERT ON @extschema@.inbox TO outbox_consumer;
+
+CREATE FUNCTION @extschema@.receive(consumer text, event_id uuid, ttl interval DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_receive_uuid';
+
+CREATE FUNCTION @extschema@.receive(consumer text, event_id text, ttl interval DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_receive_text';
+
+COMMENT ON FUNCTION @extschema@.receive(text, uuid, interval) IS
+    'Mark an event received by a consumer in the calling transaction: true the first time, false for a duplicate; ttl defaults to outbox.inbox_ttl';
+COMMENT ON FUNCTION @extschema@.receive(text, text, interval) IS
+    'receive() for text event ids (e.g. from other producers); ids in UUID form match their uuid';
+
+CREATE FUNCTION @extschema@.received(consumer text, event_id uuid)
+RETURNS boolean
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'outbox_received_uuid';
+
+CREATE FUNCTION @extschema@.received(consumer text, event_id text)
+RETURNS boolean
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'outbox_received_text';
+
+COMMENT ON FUNCTION @extschema@.received(text, uuid) IS
+    'Has this consumer received this event id (and not yet purged it)? Does not mark it';
+COMMENT ON FUNCTION @extschema@.received(text, text) IS
+    'received() for text event ids';
+
+CREATE FUNCTION @extschema@.purge_inbox()
+RETURNS bigint
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_purge_inbox';
+
+COMMENT ON FUNCTION @extschema@.purge_inbox() IS
+    'Delete every expired inbox row now and return how many went (the relays also do this every outbox.purge_interval)';
+
+CREATE VIEW @extschema@.inbox_consumers AS
+SELECT consumer,
+       pg_catalog.count(*) AS received,
+       pg_catalog.count(*) FILTER (WHERE expires_at < pg_catalog.now()) AS expired,
+       pg_catalog.min(received_at) AS oldest_received_at,
+       pg_catalog.max(received_at) AS newest_received_at
+  FROM @extschema@.inbox
+ GROUP BY consumer;
+
+COMMENT ON VIEW @extschema@.inbox_consumers IS
+    'Per consumer: ids held in the inbox, how many of them expired (awaiting purge), oldest and newest';
+
+REVOKE ALL ON FUNCTION @extschema@.receive(text, uuid, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.receive(text, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.received(text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.received(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.purge_inbox() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.receive(text, uuid, interval) TO outbox_consumer;
+GRANT EXECUTE ON FUNCTION @extschema@.receive(text, text, interval) TO outbox_consumer;
+GRANT EXECUTE ON FUNCTION @extschema@.received(text, uuid) TO outbox_consumer;
+GRANT EXECUTE ON FUNCTION @extschema@.received(text, text) TO outbox_consumer;
+GRANT SELECT ON @extschema@.inbox_consumers TO outbox_consumer;

@@ -1,5 +1,5 @@
 -- publish(): every argument, every error a caller can cause, and privileges.
-CREATE EXTENSION outbox;
+CREATE EXTENSION IF NOT EXISTS outbox;
 
 -- a JSON event with every argument; the id is a UUID version 7
 SELECT outbox.publish(topic => 'order.placed', payload => '{"order_id": 42}'::jsonb,

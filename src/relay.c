@@ -60,6 +60,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "inbox.h"
 #include "kafka.h"
 #include "outbox.h"
 #include "shmem.h"
@@ -599,7 +600,7 @@ relay_record_outcome(void)
 										  TextDatumGetCString(messages[0])));
 	}
 	relay_end();
-	outbox_slot_count(relay_slot, nok, nbad, dead);
+	outbox_slot_count(relay_slot, nok, nbad, dead, 0);
 }
 
 /*
@@ -737,6 +738,7 @@ outbox_relay_main(Datum main_arg)
 		outbox_slot_set_state(relay_slot, OUTBOX_RELAY_RUNNING);
 
 		handled = relay_pass();
+		outbox_slot_count(relay_slot, 0, 0, 0, outbox_inbox_purge_if_due());
 		if (handled > 0)
 			continue;
 

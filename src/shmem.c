@@ -190,11 +190,11 @@ outbox_slot_record_error(OutboxSlot *slot, const char *message)
 }
 
 /*
- * Add a batch's outcome to the relay's counters.
+ * Add a batch's outcome, or a purge's, to the relay's counters.
  */
 void
 outbox_slot_count(OutboxSlot *slot, uint64 delivered, uint64 failed,
-				  uint64 dead_lettered)
+				  uint64 dead_lettered, uint64 purged)
 {
 	TimestampTz now = delivered > 0 ? GetCurrentTimestamp() : 0;
 
@@ -202,6 +202,7 @@ outbox_slot_count(OutboxSlot *slot, uint64 delivered, uint64 failed,
 	slot->delivered += delivered;
 	slot->failed += failed;
 	slot->dead_lettered += dead_lettered;
+	slot->purged += purged;
 	if (delivered > 0)
 		slot->last_delivery = now;
 	SpinLockRelease(&slot->mutex);

@@ -70,6 +70,7 @@ extern void outbox_request_relay(Oid dboid);
 extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);
 extern void outbox_slot_record_error(OutboxSlot *slot, const char *message);
 extern void outbox_slot_count(OutboxSlot *slot, uint64 delivered,
-							  uint64 failed, uint64 dead_lettered);
+							  uint64 failed, uint64 dead_lettered,
+							  uint64 purged);
 
 #endif							/* OUTBOX_SHMEM_H */

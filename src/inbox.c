@@ -1,0 +1,389 @@
+/*-------------------------------------------------------------------------
+ *
+ * inbox.c
+ *	  The inbox: outbox.receive() marks an event id as handled by a consumer
+ *	  in the caller's transaction, outbox.received() asks without marking,
+ *	  and expired rows are purged in small batches, by the relay every
+ *	  outbox.purge_interval or by outbox.purge_inbox() on demand.
+ *
+ * De-duplication is one INSERT ... ON CONFLICT DO NOTHING, never a check
+ * followed by an insert: a concurrent receive() of the same (consumer, id)
+ * waits on the first transaction's index entry and returns false if that
+ * transaction committed, true if it rolled back.
+ *
+ * Ids are stored as uuid (16 bytes, half the index of text): a text id in
+ * UUID form is stored as that UUID; any other text id is stored as a
+ * name-based UUID (version 3, MD5 of the text), so the same text always maps
+ * to the same stored id.
+ *
+ * Statements are run through SPI with plans kept for the backend's life,
+ * every name schema-qualified (operators too), so a caller's search_path
+ * cannot redirect them.  They run with the caller's rights: outbox_consumer
+ * holds SELECT and INSERT on outbox.inbox.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/md5.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "inbox.h"
+#include "outbox.h"
+#include "shmem.h"
+
+/* Longest consumer name and text event id receive() accepts */
+#define OUTBOX_MAX_CONSUMER_LEN 200
+#define OUTBOX_MAX_EVENT_ID_LEN 1024
+
+static SPIPlanPtr receive_plan = NULL;
+static SPIPlanPtr received_plan = NULL;
+static SPIPlanPtr purge_plan = NULL;
+
+static const char *const receive_sql =
+"INSERT INTO outbox.inbox (consumer, event_id, received_at, expires_at)"
+" VALUES ($1, $2, pg_catalog.now(), pg_catalog.now() OPERATOR(pg_catalog.+) $3)"
+" ON CONFLICT (consumer, event_id) DO NOTHING RETURNING true";
+
+static const char *const received_sql =
+"SELECT true FROM outbox.inbox"
+" WHERE consumer OPERATOR(pg_catalog.=) $1 AND event_id OPERATOR(pg_catalog.=) $2";
+
+static const char *const purge_sql =
+"DELETE FROM outbox.inbox WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+" SELECT ctid FROM outbox.inbox"
+"  WHERE expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
+"  LIMIT $1 FOR UPDATE SKIP LOCKED))";
+
+PG_FUNCTION_INFO_V1(outbox_receive_uuid);
+PG_FUNCTION_INFO_V1(outbox_receive_text);
+PG_FUNCTION_INFO_V1(outbox_received_uuid);
+PG_FUNCTION_INFO_V1(outbox_received_text);
+PG_FUNCTION_INFO_V1(outbox_purge_inbox);
+
+/*
+ * The consumer argument: not NULL, not empty, at most 200 bytes.
+ */
+static text *
+inbox_consumer_arg(FunctionCallInfo fcinfo)
+{
+	text	   *consumer;
+	int			len;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("consumer must not be null")));
+	consumer = PG_GETARG_TEXT_PP(0);
+	len = VARSIZE_ANY_EXHDR(consumer);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer must not be empty")));
+	if (len > OUTBOX_MAX_CONSUMER_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer is too long"),
+				 errdetail("A consumer name has at most %d bytes; this one has %d.",
+						   OUTBOX_MAX_CONSUMER_LEN, len)));
+	return consumer;
+}
+
+/*
+ * True when s (len bytes) is a UUID in its 8-4-4-4-12 hexadecimal form.
+ */
+static bool
+inbox_looks_like_uuid(const char *s, int len)
+{
+	int			i;
+
+	if (len != 36)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The event_id argument as the uuid stored in the inbox: a uuid as is; text
+ * in UUID form parsed; any other text mapped to a version 3 (MD5) UUID.
+ */
+static Datum
+inbox_event_id_arg(FunctionCallInfo fcinfo, bool is_text)
+{
+	text	   *t;
+	const char *s;
+	int			len;
+	pg_uuid_t  *uuid;
+	const char *errstr = NULL;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event_id must not be null")));
+	if (!is_text)
+		return PG_GETARG_DATUM(1);
+
+	t = PG_GETARG_TEXT_PP(1);
+	s = VARDATA_ANY(t);
+	len = VARSIZE_ANY_EXHDR(t);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_id must not be empty")));
+	if (len > OUTBOX_MAX_EVENT_ID_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_id is too long"),
+				 errdetail("An event id has at most %d bytes; this one has %d.",
+						   OUTBOX_MAX_EVENT_ID_LEN, len)));
+	if (inbox_looks_like_uuid(s, len))
+		return DirectFunctionCall1(uuid_in, CStringGetDatum(text_to_cstring(t)));
+
+	uuid = palloc(sizeof(pg_uuid_t));
+#if PG_VERSION_NUM >= 150000
+	if (!pg_md5_binary(s, len, uuid->data, &errstr))
+#else
+	if (!pg_md5_binary(s, len, uuid->data))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not hash event_id: %s", errstr ? errstr : "out of memory")));
+	uuid->data[6] = (uuid->data[6] & 0x0F) | 0x30;
+	uuid->data[8] = (uuid->data[8] & 0x3F) | 0x80;
+	return UUIDPGetDatum(uuid);
+}
+
+/*
+ * The ttl argument, or outbox.inbox_ttl when NULL; must be positive.
+ */
+static Datum
+inbox_ttl_arg(FunctionCallInfo fcinfo)
+{
+	Interval   *ttl;
+
+	if (PG_ARGISNULL(2))
+	{
+		ttl = palloc0(sizeof(Interval));
+		ttl->time = (int64) outbox_inbox_ttl * USECS_PER_SEC;
+		return IntervalPGetDatum(ttl);
+	}
+	ttl = PG_GETARG_INTERVAL_P(2);
+	if (ttl->time <= 0 && ttl->day <= 0 && ttl->month <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be positive"),
+				 errhint("Pass NULL to use outbox.inbox_ttl.")));
+	if (ttl->time < 0 || ttl->day < 0 || ttl->month < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must not have negative parts")));
+	return IntervalPGetDatum(ttl);
+}
+
+/*
+ * Prepare a statement once per backend.
+ */
+static SPIPlanPtr
+inbox_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "outbox inbox: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "outbox inbox: SPI_keepplan failed");
+		*plan = p;
+	}
+	return *plan;
+}
+
+/*
+ * Shared body of the two receive() variants.
+ */
+static Datum
+inbox_receive(FunctionCallInfo fcinfo, bool is_text)
+{
+	Datum		args[3];
+	Oid			argtypes[3] = {TEXTOID, UUIDOID, INTERVALOID};
+	int			ret;
+	bool		first;
+
+	outbox_require_preload();
+	args[0] = PointerGetDatum(inbox_consumer_arg(fcinfo));
+	args[1] = inbox_event_id_arg(fcinfo, is_text);
+	args[2] = inbox_ttl_arg(fcinfo);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "outbox inbox: SPI_connect failed");
+	ret = SPI_execute_plan(inbox_plan(&receive_plan, receive_sql, 3, argtypes),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "outbox inbox: insert failed: %s", SPI_result_code_string(ret));
+	first = (SPI_processed == 1);
+	SPI_finish();
+	PG_RETURN_BOOL(first);
+}
+
+/*
+ * outbox.receive(consumer text, event_id uuid, ttl interval) RETURNS boolean
+ */
+Datum
+outbox_receive_uuid(PG_FUNCTION_ARGS)
+{
+	return inbox_receive(fcinfo, false);
+}
+
+/*
+ * outbox.receive(consumer text, event_id text, ttl interval) RETURNS boolean
+ */
+Datum
+outbox_receive_text(PG_FUNCTION_ARGS)
+{
+	return inbox_receive(fcinfo, true);
+}
+
+/*
+ * Shared body of the two received() variants: is the id in the inbox?
+ */
+static Datum
+inbox_received(FunctionCallInfo fcinfo, bool is_text)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {TEXTOID, UUIDOID};
+	int			ret;
+	bool		found;
+
+	outbox_require_preload();
+	args[0] = PointerGetDatum(inbox_consumer_arg(fcinfo));
+	args[1] = inbox_event_id_arg(fcinfo, is_text);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "outbox inbox: SPI_connect failed");
+	ret = SPI_execute_plan(inbox_plan(&received_plan, received_sql, 2, argtypes),
+						   args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "outbox inbox: lookup failed: %s", SPI_result_code_string(ret));
+	found = (SPI_processed == 1);
+	SPI_finish();
+	PG_RETURN_BOOL(found);
+}
+
+/*
+ * outbox.received(consumer text, event_id uuid) RETURNS boolean
+ */
+Datum
+outbox_received_uuid(PG_FUNCTION_ARGS)
+{
+	return inbox_received(fcinfo, false);
+}
+
+/*
+ * outbox.received(consumer text, event_id text) RETURNS boolean
+ */
+Datum
+outbox_received_text(PG_FUNCTION_ARGS)
+{
+	return inbox_received(fcinfo, true);
+}
+
+/*
+ * Delete up to outbox.purge_batch_size expired rows; the caller has SPI
+ * connected.  Rows locked by someone else are skipped, never waited for.
+ */
+static uint64
+inbox_purge_batch(void)
+{
+	Datum		arg = Int32GetDatum(outbox_purge_batch_size);
+	Oid			argtype = INT4OID;
+	int			ret;
+
+	ret = SPI_execute_plan(inbox_plan(&purge_plan, purge_sql, 1, &argtype),
+						   &arg, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "outbox inbox: purge failed: %s", SPI_result_code_string(ret));
+	return SPI_processed;
+}
+
+/*
+ * outbox.purge_inbox() RETURNS bigint: purge every expired row now, in
+ * batches within the caller's transaction, and return how many went.
+ */
+Datum
+outbox_purge_inbox(PG_FUNCTION_ARGS)
+{
+	uint64		total = 0;
+	uint64		n;
+
+	outbox_require_preload();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "outbox inbox: SPI_connect failed");
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = inbox_purge_batch();
+		total += n;
+	} while (n == (uint64) outbox_purge_batch_size);
+	SPI_finish();
+	PG_RETURN_INT64((int64) total);
+}
+
+/*
+ * Called by the relay after each pass: when outbox.purge_interval has passed
+ * since the last purge, delete expired rows, one transaction per batch, so
+ * no lock is held long and vacuum can follow.  Returns the rows deleted.
+ */
+uint64
+outbox_inbox_purge_if_due(void)
+{
+	static TimestampTz last_purge = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		total = 0;
+	uint64		n;
+
+	/* the first purge comes one interval after the relay started */
+	if (last_purge == 0)
+		last_purge = now;
+	if (!TimestampDifferenceExceeds(last_purge, now, outbox_purge_interval))
+		return 0;
+	last_purge = now;
+
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "outbox inbox: SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "purging expired inbox rows");
+		n = OidIsValid(get_extension_oid("outbox", true)) ? inbox_purge_batch() : 0;
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		total += n;
+	} while (n == (uint64) outbox_purge_batch_size);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return total;
+}
