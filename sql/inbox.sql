@@ -1,6 +1,8 @@
 -- The inbox: receive(), received(), purge_inbox(), the per-consumer view,
 -- every error a caller can cause, and privileges.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS outbox;
+RESET client_min_messages;
 
 -- first time true, duplicate false; consumers are independent
 SELECT outbox.receive('billing', '01890a5d-ac96-774b-bcce-b302099a8057'::uuid) AS first;

@@ -1,5 +1,7 @@
 -- publish(): every argument, every error a caller can cause, and privileges.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS outbox;
+RESET client_min_messages;
 
 -- a JSON event with every argument; the id is a UUID version 7
 SELECT outbox.publish(topic => 'order.placed', payload => '{"order_id": 42}'::jsonb,
