@@ -745,7 +745,8 @@ outbox_relay_main(Datum main_arg)
 		(void) WaitLatchOrSocket(MyLatch,
 								 WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 outbox_kafka_event_fd(relay_producer),
-								 outbox_poll_interval, PG_WAIT_EXTENSION);
+								 Min(outbox_poll_interval, outbox_purge_interval),
+								 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		outbox_kafka_serve(relay_producer);
 	}

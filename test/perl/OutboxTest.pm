@@ -123,7 +123,7 @@ sub python_read
 {
 	my ($bootstrap, $topic, $count) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'python3', "$srcdir/test/kafka_read.py", '--bootstrap', $bootstrap,
+	IPC::Run::run([ '/usr/bin/python3', "$srcdir/test/kafka_read.py", '--bootstrap', $bootstrap,
 		'--topic', $topic, '--count', $count, '--timeout', '60' ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(180));
 	note("kafka_read.py: $err") if $err ne '';

@@ -114,7 +114,7 @@ for line in sys.stdin:
 ';
 my $in = join("\n", map { encode_json({ key => $_->{key}, partition => $_->{partition} }) } @$msgs) . "\n";
 my $out = '';
-IPC::Run::run([ 'python3', '-c', $script ], '<', \$in, '>', \$out);
+IPC::Run::run([ '/usr/bin/python3', '-c', $script ], '<', \$in, '>', \$out);
 is($out, '', 'every key is on the partition the Java client would choose');
 
 # a tombstone and a binary payload

@@ -1,0 +1,98 @@
+"""Shared pieces of the outbox benchmarks (test/bench/run_bench.sh).
+
+Nothing here measures anything by itself: it holds the event shape both the
+outbox and the bare-producer runs send (so they move the same bytes), the
+SQL expression that builds that same payload inside PostgreSQL, the
+confluent-kafka consumer settings every benchmark consumer uses, and a
+nearest-rank percentile.
+
+Events: ~100-byte JSON payloads (order-like objects), keys "0".."99".
+"""
+
+import json
+import math
+import sys
+
+# Debian's python3-confluent-kafka and python3-psycopg2 live in the system
+# interpreter's dist-packages, which another python3 found first in PATH
+# (pyenv, venv) may not see; run_bench.sh uses /usr/bin/python3 anyway.
+if '/usr/lib/python3/dist-packages' not in sys.path:
+    sys.path.append('/usr/lib/python3/dist-packages')
+
+NKEYS = 100
+
+# The payload of event number i, built by PostgreSQL (column alias i).
+# Kept in step with payload_json() below.
+PAYLOAD_SQL = ("pg_catalog.jsonb_build_object("
+               "'order_id', i, "
+               "'customer', 'customer-' || pg_catalog.lpad((i % 1000)::text, 6, '0'), "
+               "'amount', (i * 7919) % 100000, "
+               "'currency', 'EUR', "
+               "'status', 'placed', "
+               "'items', i % 7 + 1)")
+KEY_SQL = "(i % {})::text".format(NKEYS)
+
+
+def payload_dict(i):
+    return {'order_id': i,
+            'customer': 'customer-%06d' % (i % 1000),
+            'amount': (i * 7919) % 100000,
+            'currency': 'EUR',
+            'status': 'placed',
+            'items': i % 7 + 1}
+
+
+def payload_json(i):
+    """The payload text exactly as PostgreSQL's jsonb output writes it
+    (keys ordered by length, then bytewise; ', ' and ': ' separators), so
+    that the bare producer sends the bytes the relay would send."""
+    d = payload_dict(i)
+    keys = sorted(d, key=lambda k: (len(k.encode()), k.encode()))
+    return '{' + ', '.join('%s: %s' % (json.dumps(k), json.dumps(d[k]))
+                           for k in keys) + '}'
+
+
+def key_of(i):
+    return str(i % NKEYS)
+
+
+def consumer_config(bootstrap, group):
+    """Settings of every benchmark consumer.  librdkafka's mock cluster
+    answers a Fetch only when fetch.wait.max.ms expires, hence 1 ms."""
+    return {
+        'bootstrap.servers': bootstrap,
+        'group.id': group,
+        'enable.auto.commit': False,
+        'auto.offset.reset': 'earliest',
+        'fetch.wait.max.ms': 1,
+        'enable.partition.eof': False,
+    }
+
+
+def wait_partitions(consumer, topic, timeout):
+    """Partition ids of topic, waiting up to timeout seconds for it to exist."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        md = consumer.list_topics(topic, timeout=5)
+        t = md.topics.get(topic)
+        if t is not None and t.error is None and t.partitions:
+            return sorted(t.partitions)
+        if time.monotonic() >= deadline:
+            raise RuntimeError('topic %s has no partitions after %ss' % (topic, timeout))
+        time.sleep(0.2)
+
+
+def header(msg, name):
+    for k, v in msg.headers() or []:
+        if k == name:
+            return v.decode('utf-8', 'replace') if v is not None else None
+    return None
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]

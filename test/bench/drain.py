@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Drain rate of the outbox relay: how fast a backlog of outbox.events
+reaches Kafka and is deleted.  Part of test/bench/run_bench.sh.
+
+Two ways to build the backlog of N events (payloads and keys from
+benchlib.py, ~100-byte JSON, 100 keys), each into its own topic:
+
+  --mode single   all N events published inside ONE transaction (several
+                  SELECT count(outbox.publish(...)) FROM generate_series
+                  statements); the relay cannot see uncommitted rows, so the
+                  whole backlog appears at COMMIT.  Clock: from just before
+                  COMMIT is sent until the table is seen empty.
+  --mode small    N/100 transactions of 100 events, published as fast as
+                  possible from one session by psql running a generated SQL
+                  script; the relay works while they are published.  Clock:
+                  from starting psql until the table is seen empty.
+
+The table is probed every 50 ms (--poll-ms).  The probe is
+"SELECT min(id), max(id) FROM outbox.events" (two primary-key index probes)
+by default: the backlog's ids are contiguous and the relay deletes in id
+order, so max - min + 1 is the number left, and NULL means empty, exactly
+when count(*) is 0.  A count(*) probe (--probe count) seq-scans the whole
+table, dead rows included, every 50 ms, which on a small machine takes CPU
+from the relay it is measuring.  Either way a final count(*) must be 0.
+
+Prints one JSON object to stdout: events, publish_s (time to publish),
+drain_s (last commit -> empty), total_s (clock above), events_per_s
+(events / total_s), first_delivery_s (clock start -> first row gone),
+steady_events_per_s (rate while going from 90% to 10% left), probes.
+Exit status 0 on success, 1 on a failure (timeout, wrong counts).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
+import psycopg2
+
+from benchlib import PAYLOAD_SQL, KEY_SQL
+
+PUBLISH_SQL = ("SELECT pg_catalog.count(outbox.publish(topic => %s, payload => {p}, key => {k}))"
+               "  FROM pg_catalog.generate_series(%s, %s) AS g(i)").format(p=PAYLOAD_SQL, k=KEY_SQL)
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--dsn', required=True)
+    ap.add_argument('--mode', choices=('single', 'small'), required=True)
+    ap.add_argument('--events', type=int, required=True)
+    ap.add_argument('--topic', required=True)
+    ap.add_argument('--tx-size', type=int, default=100, help='events per transaction (small)')
+    ap.add_argument('--chunk', type=int, default=20000, help='events per statement (single)')
+    ap.add_argument('--psql', default='psql', help='psql command (small), with connection options')
+    ap.add_argument('--poll-ms', type=float, default=50)
+    ap.add_argument('--probe', choices=('minmax', 'count'), default='minmax')
+    ap.add_argument('--timeout', type=float, default=300, help='give up draining after this (s)')
+    return ap.parse_args()
+
+
+class Prober:
+    """Samples how many events are left; records (time, left)."""
+
+    def __init__(self, dsn, kind, t0):
+        self.conn = psycopg2.connect(dsn)
+        self.conn.autocommit = True
+        self.cur = self.conn.cursor()
+        self.kind = kind
+        self.t0 = t0
+        self.samples = []
+
+    def left(self):
+        if self.kind == 'count':
+            self.cur.execute('SELECT count(*) FROM outbox.events')
+            n = self.cur.fetchone()[0]
+        else:
+            self.cur.execute('SELECT min(id), max(id) FROM outbox.events')
+            lo, hi = self.cur.fetchone()
+            n = 0 if lo is None else hi - lo + 1
+        self.samples.append((time.monotonic() - self.t0, n))
+        return n
+
+    def count(self):
+        self.cur.execute('SELECT count(*) FROM outbox.events')
+        return self.cur.fetchone()[0]
+
+
+def crossing(samples, level, after=0.0):
+    """First sample time at which left <= level (None if never)."""
+    for t, n in samples:
+        if t >= after and n <= level:
+            return t
+    return None
+
+
+def main():
+    a = parse_args()
+    conn = psycopg2.connect(a.dsn)
+    cur = conn.cursor()
+    cur.execute('SELECT count(*) FROM outbox.events')
+    if cur.fetchone()[0] != 0:
+        print('drain: outbox.events is not empty at start', file=sys.stderr)
+        return 1
+    conn.commit()
+
+    poll = a.poll_ms / 1000.0
+    if a.mode == 'single':
+        t_pub = time.monotonic()
+        done = 0
+        while done < a.events:
+            hi = min(a.events, done + a.chunk)
+            cur.execute(PUBLISH_SQL, (a.topic, done + 1, hi))
+            if cur.fetchone()[0] != hi - done:
+                raise RuntimeError('publish returned a wrong count')
+            done = hi
+        publish_s = time.monotonic() - t_pub
+        prober = Prober(a.dsn, a.probe, 0)
+        t0 = time.monotonic()
+        prober.t0 = t0
+        conn.commit()
+        last_commit = time.monotonic() - t0
+        psql_rc = 0
+    else:
+        if a.events % a.tx_size:
+            print('drain: --events must be a multiple of --tx-size', file=sys.stderr)
+            return 1
+        fd, script = tempfile.mkstemp(prefix='bench-drain-', suffix='.sql')
+        with os.fdopen(fd, 'w') as f:
+            f.write('\\set ON_ERROR_STOP 1\n')
+            stmt = PUBLISH_SQL.replace('%s', '{}')
+            for lo in range(1, a.events + 1, a.tx_size):
+                f.write('BEGIN;\n')
+                f.write(stmt.format("'" + a.topic.replace("'", "''") + "'",
+                                    lo, lo + a.tx_size - 1) + ';\n')
+                f.write('COMMIT;\n')
+        prober = Prober(a.dsn, a.probe, 0)
+        t0 = time.monotonic()
+        prober.t0 = t0
+        proc = subprocess.Popen(a.psql.split() + ['-X', '-q', '-At', '-f', script],
+                                stdout=subprocess.DEVNULL)
+        while proc.poll() is None:
+            prober.left()
+            time.sleep(poll)
+        last_commit = time.monotonic() - t0
+        publish_s = last_commit
+        psql_rc = proc.returncode
+        os.unlink(script)
+        if psql_rc != 0:
+            print('drain: psql failed with status %d' % psql_rc, file=sys.stderr)
+            return 1
+
+    deadline = time.monotonic() + a.timeout
+    while True:
+        n = prober.left()
+        if n == 0:
+            break
+        if time.monotonic() > deadline:
+            print('drain: %d events still pending after %ss' % (n, a.timeout), file=sys.stderr)
+            return 1
+        time.sleep(poll)
+    total_s = prober.samples[-1][0]
+    final = prober.count()
+    if final != 0:
+        print('drain: count(*) is %d after the probe saw none' % final, file=sys.stderr)
+        return 1
+
+    samples = prober.samples
+    n = a.events
+    if a.mode == 'single':
+        first = crossing(samples, n - 1)
+        t90, t10 = crossing(samples, 0.9 * n), crossing(samples, 0.1 * n)
+        steady = (0.8 * n / (t10 - t90)) if t10 is not None and t90 is not None and t10 > t90 else None
+    else:
+        # left is what is committed and not yet relayed; meaningless for a
+        # 90%..10% rate while publishing goes on
+        first = None
+        steady = None
+    result = {
+        'mode': a.mode,
+        'events': n,
+        'tx_size': a.events if a.mode == 'single' else a.tx_size,
+        'transactions': 1 if a.mode == 'single' else n // a.tx_size,
+        'publish_s': publish_s,
+        'drain_s': total_s - last_commit,
+        'total_s': total_s,
+        'events_per_s': n / total_s if total_s > 0 else None,
+        'first_delivery_s': first,
+        'steady_events_per_s': steady,
+        'probe': a.probe,
+        'probes': len(samples),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
