@@ -239,3 +239,50 @@ GRANT EXECUTE ON FUNCTION @extschema@.receive(text, text, interval) TO outbox_co
 GRANT EXECUTE ON FUNCTION @extschema@.received(text, uuid) TO outbox_consumer;
 GRANT EXECUTE ON FUNCTION @extschema@.received(text, text) TO outbox_consumer;
 GRANT SELECT ON @extschema@.inbox_consumers TO outbox_consumer;
+
+-- Dead-letter replay ---------------------------------------------------------------
+
+-- Moves dead letters back to outbox.events, at the end of the queue (new ids,
+-- attempts reset), and returns how many moved.  With no argument every dead
+-- letter moves; otherwise those with the given event ids and/or topic.
+CREATE FUNCTION @extschema@._wake_relay()
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'outbox_wake_relay';
+
+COMMENT ON FUNCTION @extschema@._wake_relay() IS
+    'Internal: wakes this database''s relay when the transaction commits';
+REVOKE ALL ON FUNCTION @extschema@._wake_relay() FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.replay_dead_letters(event_ids uuid[] DEFAULT NULL, topic text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $replay$
+DECLARE
+    n bigint;
+BEGIN
+    WITH moved AS (
+        DELETE FROM @extschema@.dead_letters d
+         WHERE (replay_dead_letters.event_ids IS NULL OR d.event_id = ANY (replay_dead_letters.event_ids))
+           AND (replay_dead_letters.topic IS NULL OR d.topic = replay_dead_letters.topic)
+        RETURNING d.*
+    ), requeued AS (
+        INSERT INTO @extschema@.events (event_id, topic, key, payload, headers, event_type,
+                                        source, traceparent, content_type, created_at)
+        SELECT m.event_id, m.topic, m.key, m.payload, m.headers, m.event_type,
+               m.source, m.traceparent, m.content_type, m.created_at
+          FROM moved m ORDER BY m.id
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM requeued;
+    IF n > 0 THEN
+        PERFORM @extschema@._wake_relay();
+    END IF;
+    RETURN n;
+END
+$replay$;
+
+COMMENT ON FUNCTION @extschema@.replay_dead_letters(uuid[], text) IS
+    'Move dead letters (all, or those with the given event ids and/or topic) back to the outbox; returns how many';
+REVOKE ALL ON FUNCTION @extschema@.replay_dead_letters(uuid[], text) FROM PUBLIC;

@@ -73,6 +73,7 @@ static object_access_hook_type prev_object_access_hook = NULL;
 
 PG_FUNCTION_INFO_V1(outbox_publish);
 PG_FUNCTION_INFO_V1(outbox_publish_binary);
+PG_FUNCTION_INFO_V1(outbox_wake_relay);
 
 /*
  * At commit, wake whoever the transaction asked for; at abort, forget.
@@ -513,4 +514,16 @@ outbox_publish_binary(PG_FUNCTION_ARGS)
 		content_type = text_to_cstring(PG_GETARG_TEXT_PP(7));
 	}
 	return outbox_publish_common(fcinfo, value, content_type);
+}
+
+/*
+ * outbox._wake_relay(): for SQL that queues events without publish()
+ * (replay_dead_letters), so the relay does not wait for its poll interval.
+ */
+Datum
+outbox_wake_relay(PG_FUNCTION_ARGS)
+{
+	outbox_require_preload();
+	outbox_wake_relay_at_commit();
+	PG_RETURN_VOID();
 }

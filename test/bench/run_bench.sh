@@ -1,0 +1,201 @@
+#!/bin/bash
+# Benchmarks of outbox, end to end on a throw-away setup, printed as tables:
+#
+#  1. Drain rate: a backlog of BENCH_EVENTS events (default 200000; ~100-byte
+#     JSON payloads, 100 keys) is published (a) in ONE transaction, timed from
+#     COMMIT until outbox.events is empty, and (b) as BENCH_EVENTS/100
+#     transactions of 100 events sent as fast as psql can from one session,
+#     timed from the start of publishing until empty (test/bench/drain.py).
+#     Each topic is then read back by a confluent-kafka consumer, whose count
+#     must equal the events published (test/bench/count_topic.py).
+#  2. Latency at low load: one event per transaction at BENCH_RATE events/s
+#     (default 200) for BENCH_SECONDS s (default 20), from COMMIT returning
+#     to a separate confluent-kafka consumer receiving it, as percentiles;
+#     then the floor: a bare confluent-kafka producer with the relay's
+#     settings sending the same events to the same broker, and the ratio
+#     outbox/bare (test/bench/latency.py).
+#
+# Everything runs on this machine: the test Kafka broker (test/kafka_broker,
+# librdkafka's mock cluster on loopback, one broker), a fresh PostgreSQL
+# cluster run as the postgres user with outbox preloaded and default
+# settings otherwise (fsync and synchronous_commit on), the publishers and
+# the consumers; all compete for the same CPUs.  Both are started here and
+# cleaned up on exit.
+#
+# Run as root on Debian 12:  test/bench/run_bench.sh
+# It sources test/setup.sh (installs packages if missing, builds and
+# installs outbox and the test broker); BENCH_SKIP_BUILD=1 skips that and
+# uses what is installed.  BENCH_PGPORT sets the port (default 54377; the
+# socket lives in a private directory).  The exit status is non-zero only
+# when something broke (a step failed, events missing or lost), never
+# because of the numbers.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BENCH_DIR=test/bench
+
+if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "run this as root: PostgreSQL runs as the postgres user" >&2
+        exit 1
+    fi
+    export PATH="$(pg_config --bindir):$PATH"
+    [ -x test/kafka_broker ] || make -s test/kafka_broker
+else
+    source test/setup.sh
+fi
+
+EVENTS=${BENCH_EVENTS:-200000}
+RATE=${BENCH_RATE:-200}
+SECS=${BENCH_SECONDS:-20}
+PORT=${BENCH_PGPORT:-54377}
+TX_SIZE=100
+if [ $((EVENTS % TX_SIZE)) != 0 ] || [ "$EVENTS" -lt "$TX_SIZE" ]; then
+    echo "BENCH_EVENTS must be a positive multiple of $TX_SIZE" >&2
+    exit 1
+fi
+# Debian's python3-psycopg2 and python3-confluent-kafka are for the system
+# interpreter, whatever python3 comes first in PATH
+PY=/usr/bin/python3
+
+WORK=$(mktemp -d /tmp/outbox-bench.XXXXXX)
+chown postgres: "$WORK"
+chmod 755 "$WORK"
+RES="$WORK/results"
+mkdir "$RES"
+DSN="host=$WORK port=$PORT user=postgres dbname=bench"
+PSQL="psql -X -h $WORK -p $PORT -U postgres -v ON_ERROR_STOP=1"
+BROKER_PID=""
+
+cleanup() {
+    local rc=$?
+    su postgres -c "pg_ctl -D $WORK/data -m fast stop" >/dev/null 2>&1 || true
+    exec 3>&- 2>/dev/null || true
+    if [ -n "$BROKER_PID" ]; then
+        # the broker exits when its stdin closes; make sure of it
+        for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    if [ $rc != 0 ]; then
+        echo "== FAILED (status $rc); last lines of the PostgreSQL log:" >&2
+        tail -n 30 "$WORK/postgres.log" >&2 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT
+
+step() { echo "== $(date +%T) $*" >&2; }
+
+# Send one command to the broker (fd 3) and wait for its "ok"/"error" line.
+broker_cmd() {
+    local before now
+    before=$(grep -cE '^(ok|error)' "$WORK/broker.log" || true)
+    echo "$1" >&3
+    for _ in $(seq 200); do
+        now=$(grep -cE '^(ok|error)' "$WORK/broker.log" || true)
+        [ "$now" -gt "$before" ] && break
+        sleep 0.05
+    done
+    if [ "$(grep -E '^(ok|error)' "$WORK/broker.log" | tail -n 1)" != ok ] || [ "$now" -le "$before" ]; then
+        echo "broker command '$1' failed: $(grep -E '^(ok|error)' "$WORK/broker.log" | tail -n 1)" >&2
+        return 1
+    fi
+}
+
+step "starting the test Kafka broker"
+mkfifo "$WORK/broker.ctl"
+test/kafka_broker -f "$WORK/bootstrap" < "$WORK/broker.ctl" > "$WORK/broker.log" 2>&1 &
+BROKER_PID=$!
+exec 3> "$WORK/broker.ctl"
+for _ in $(seq 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
+BOOTSTRAP=$(cat "$WORK/bootstrap")
+[ -n "$BOOTSTRAP" ] || { echo "the test broker did not start" >&2; exit 1; }
+for t in drain.single drain.small latency.outbox latency.bare; do
+    broker_cmd "topic $t 4"
+done
+
+step "starting PostgreSQL (port $PORT, socket in $WORK)"
+su postgres -c "initdb -D $WORK/data -A trust" >/dev/null
+cat >> "$WORK/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'outbox'
+outbox.kafka_brokers = '$BOOTSTRAP'
+port = $PORT
+unix_socket_directories = '$WORK'
+listen_addresses = ''
+CONF
+su postgres -c "pg_ctl -D $WORK/data -l $WORK/postgres.log -w start" >/dev/null
+$PSQL -d postgres -qc "CREATE DATABASE bench"
+$PSQL -d bench -qc "CREATE EXTENSION outbox"
+
+wait_drained() {
+    local limit=$1
+    for _ in $(seq $((limit * 10))); do
+        [ "$($PSQL -d bench -Atc 'SELECT count(*) FROM outbox.events')" = 0 ] && return 0
+        sleep 0.1
+    done
+    echo "outbox.events not drained after ${limit}s" >&2
+    return 1
+}
+
+step "checking that the relay delivers"
+$PSQL -d bench -qAtc "SELECT outbox.publish(topic => 'bench.warmup', payload => '{}'::jsonb)" >/dev/null
+wait_drained 60
+
+PGVERSION=$($PSQL -d bench -Atc "SHOW server_version")
+SETTINGS=$($PSQL -d bench -Atc "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)
+    FROM pg_settings WHERE name IN ('outbox.batch_size', 'fsync', 'synchronous_commit', 'shared_buffers')")
+export BENCH_M_NPROC=$(nproc)
+export BENCH_M_CPU=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//')
+export BENCH_M_PG="PostgreSQL $PGVERSION"
+export BENCH_M_SETUP="$EVENTS-event backlogs; latency at $RATE events/s for $SECS s; 1 mock broker on loopback (4 partitions per topic); $SETTINGS"
+$PY - "$RES/machine.json" <<'PYEOF'
+import ctypes, json, os, sys
+try:
+    v = ctypes.CDLL('librdkafka.so.1')
+    v.rd_kafka_version_str.restype = ctypes.c_char_p
+    rdk = v.rd_kafka_version_str().decode()
+except OSError:
+    rdk = '?'
+json.dump({'nproc': os.environ['BENCH_M_NPROC'], 'cpu': os.environ['BENCH_M_CPU'],
+           'postgres': os.environ['BENCH_M_PG'], 'librdkafka': rdk,
+           'setup': os.environ['BENCH_M_SETUP']}, open(sys.argv[1], 'w'))
+PYEOF
+
+prepare_phase() {
+    $PSQL -d bench -qc "VACUUM outbox.events" -c "CHECKPOINT"
+}
+
+step "drain 1/2: $EVENTS events in one transaction"
+prepare_phase
+timeout 900 $PY $BENCH_DIR/drain.py --dsn "$DSN" --mode single --events "$EVENTS" \
+    --topic drain.single > "$RES/drain_single.json"
+
+step "drain 2/2: $((EVENTS / TX_SIZE)) transactions of $TX_SIZE events"
+prepare_phase
+timeout 900 $PY $BENCH_DIR/drain.py --dsn "$DSN" --mode small --events "$EVENTS" \
+    --tx-size $TX_SIZE --topic drain.small \
+    --psql "psql -h $WORK -p $PORT -U postgres -d bench" > "$RES/drain_small.json"
+
+step "reading both drain topics back"
+for m in single small; do
+    timeout 300 $PY $BENCH_DIR/count_topic.py --bootstrap "$BOOTSTRAP" --topic drain.$m \
+        > "$RES/count_$m.json" || echo "count_topic.py did not reach the end of drain.$m" >&2
+done
+
+step "latency 1/2: outbox, $RATE events/s for $SECS s"
+prepare_phase
+timeout 600 $PY $BENCH_DIR/latency.py run --mode outbox --bootstrap "$BOOTSTRAP" --dsn "$DSN" \
+    --topic latency.outbox --rate "$RATE" --seconds "$SECS" > "$RES/latency_outbox.json"
+
+step "latency 2/2: bare producer, $RATE events/s for $SECS s"
+timeout 600 $PY $BENCH_DIR/latency.py run --mode bare --bootstrap "$BOOTSTRAP" \
+    --topic latency.bare --rate "$RATE" --seconds "$SECS" > "$RES/latency_bare.json"
+
+if grep -E "(ERROR|FATAL|PANIC):" "$WORK/postgres.log" >&2; then
+    echo "(the PostgreSQL log has the errors above; they do not fail the run by themselves)" >&2
+fi
+
+step "done"
+echo
+$PY $BENCH_DIR/report.py "$RES"
