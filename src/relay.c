@@ -116,8 +116,10 @@ static const char *const delete_sql =
  * Returns (dead-lettered, retried).
  */
 static const char *const fail_sql =
-"WITH f AS (SELECT * FROM pg_catalog.unnest($1::pg_catalog.int8[], $2::pg_catalog.text[],"
-"                                           $3::pg_catalog.text[], $4::pg_catalog.bool[])"
+"WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+"                                     pg_catalog.unnest($2::pg_catalog.text[]),"
+"                                     pg_catalog.unnest($3::pg_catalog.text[]),"
+"                                     pg_catalog.unnest($4::pg_catalog.bool[]))"
 "                   AS f(id, code, message, permanent)),"
 " dead AS (DELETE FROM outbox.events e USING f"
 "           WHERE e.id = f.id AND (f.permanent OR e.attempts + 1 >= $5)"
@@ -132,8 +134,8 @@ static const char *const fail_sql =
 "                SET attempts = e.attempts + 1,"
 "                    last_error = f.code || ': ' || f.message,"
 "                    next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs =>"
-"                        pg_catalog.least($6::pg_catalog.float8 * pg_catalog.power(2, e.attempts),"
-"                                         $7::pg_catalog.float8)"
+"                        LEAST($6::pg_catalog.float8 * pg_catalog.power(2, e.attempts),"
+"                              $7::pg_catalog.float8)"
 "                        * (0.5 + pg_catalog.random() * 0.5) / 1000)"
 "               FROM f"
 "              WHERE e.id = f.id AND NOT (f.permanent OR e.attempts + 1 >= $5)"
@@ -705,6 +707,7 @@ outbox_relay_main(Datum main_arg)
 
 	relay_begin("checking for the outbox extension");
 	relay_end();
+	ereport(LOG, (errmsg("%s started", relay_label)));
 
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
@@ -721,8 +724,6 @@ outbox_relay_main(Datum main_arg)
 						 RELAY_ERROR_PAUSE_MS, PG_WAIT_EXTENSION);
 	}
 	PG_exception_stack = &local_sigjmp_buf;
-
-	ereport(LOG, (errmsg("%s started", relay_label)));
 
 	for (;;)
 	{

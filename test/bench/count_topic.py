@@ -1,17 +1,30 @@
 #!/usr/bin/env python3
-"""Check column of the drain benchmark (test/bench/run_bench.sh): reads a
-whole topic back with a real Kafka consumer and counts what is there.
+"""Check column of the drain benchmark (test/bench/run_bench.sh): counts
+what a real Kafka consumer reads from a topic.  Started by drain.py; it
+times nothing.
 
-It is not timed.  confluent-kafka (librdkafka) consumer, fetch.wait.max.ms=1
-(the mock cluster answers a Fetch only when that expires), every partition
-assigned by hand from the beginning, no consumer group offsets; it reads
-until each partition's position reaches the high watermark it had at start
-(all events were delivered before this runs) or until --timeout seconds
-pass without a new message.
+Why it runs during the drain: librdkafka 2.0.2's mock cluster keeps at most
+5 MB (or 100000 message sets) per partition and drops the oldest, so a
+200000-event backlog (~60 MB) on 4 partitions cannot be read back once it is
+all there.  So this consumer (confluent-kafka, fetch.wait.max.ms=1, every
+partition assigned by hand from the beginning, no group offsets) is
+assigned before publishing starts, and is given a prefetch queue big enough
+for the whole backlog: librdkafka's own fetcher threads (C) copy every
+message out of the broker as it arrives, while the Python side does nothing
+until told to count.
 
-Prints one JSON object: messages (records read), distinct_ce_id (distinct
-ce_id headers), missing_ce_id (records without one), high_watermark_total.
-Exit status 0 if it read up to the watermarks, 1 otherwise.
+Protocol: prints "ready" on stdout about a second after assigning the
+partitions, then waits for a line (or end of file) on stdin, then reads the
+prefetched messages until each partition's position reaches its current
+high watermark, or until --timeout seconds pass without a new message.
+
+Prints one JSON object: messages (records read, not counting warm-up
+records, whose key is "warmup"), distinct_ce_id, missing_ce_id (records
+without a ce_id header), warmup, high_watermark_total (records the broker
+ever appended, warm-up included), purged (partitions whose first offset read was not 0, i.e.
+the broker dropped records before they were fetched; then the count is not
+the topic's).  Exit status 0 when it read up to the watermarks with nothing
+purged, 1 otherwise.
 """
 
 import argparse
@@ -19,7 +32,7 @@ import json
 import sys
 import time
 
-import benchlib
+import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 from benchlib import consumer_config, header, wait_partitions
 from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
 
@@ -31,16 +44,29 @@ def main():
     ap.add_argument('--timeout', type=float, default=30)
     a = ap.parse_args()
 
-    c = Consumer(consumer_config(a.bootstrap, 'bench-count-%s' % a.topic))
+    conf = consumer_config(a.bootstrap, 'bench-count-%s' % a.topic)
+    conf.update({
+        # hold the whole backlog locally (the limits' maxima)
+        'queued.max.messages.kbytes': 2097151,
+        'queued.min.messages': 10000000,
+    })
+    c = Consumer(conf)
     parts = wait_partitions(c, a.topic, a.timeout)
+    c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in parts])
+    time.sleep(1.0)
+    sys.stdout.write('ready\n')
+    sys.stdout.flush()
+    sys.stdin.readline()
+
     hw = {}
     for p in parts:
         lo, hi = c.get_watermark_offsets(TopicPartition(a.topic, p), timeout=10)
-        hw[p] = (lo, hi)
-    c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in parts])
-    pending = {p for p in parts if hw[p][1] > hw[p][0]}
+        hw[p] = hi
+    pending = {p for p in parts if hw[p] > 0}
+    first = {}
     n = 0
     missing = 0
+    warmups = 0
     ids = set()
     last = time.monotonic()
     while pending and time.monotonic() - last < a.timeout:
@@ -48,21 +74,27 @@ def main():
         for m in msgs:
             if m.error():
                 continue
+            first.setdefault(m.partition(), m.offset())
+            if m.offset() + 1 >= hw[m.partition()]:
+                pending.discard(m.partition())
+            if m.key() == b'warmup':
+                warmups += 1
+                continue
             n += 1
             eid = header(m, 'ce_id')
             if eid is None:
                 missing += 1
             else:
                 ids.add(eid)
-            if m.offset() + 1 >= hw[m.partition()][1]:
-                pending.discard(m.partition())
         if msgs:
             last = time.monotonic()
     c.close()
+    purged = sorted(p for p, off in first.items() if off != 0)
     print(json.dumps({'topic': a.topic, 'messages': n, 'distinct_ce_id': len(ids),
-                      'missing_ce_id': missing,
-                      'high_watermark_total': sum(h - l for l, h in hw.values())}))
-    return 0 if not pending else 1
+                      'missing_ce_id': missing, 'warmup': warmups,
+                      'high_watermark_total': sum(hw.values()),
+                      'unfinished_partitions': sorted(pending), 'purged': purged}))
+    return 0 if not pending and not purged else 1
 
 
 if __name__ == '__main__':

@@ -23,16 +23,29 @@ when count(*) is 0.  A count(*) probe (--probe count) seq-scans the whole
 table, dead rows included, every 50 ms, which on a small machine takes CPU
 from the relay it is measuring.  Either way a final count(*) must be 0.
 
+Warm-up: one event (key "warmup") is published to the topic and drained
+before anything is timed.  The first produce to a topic a librdkafka
+producer has not used yet waits about a second for its metadata (a bare
+confluent-kafka producer against the same broker does too), and a relay in
+service already knows its topics.
+
+Check: before publishing starts, a consumer (count_topic.py, see there why
+then) is assigned to the topic; once the table is empty it counts what it
+read, and its result is put in the output as "topic_check".  Its fetcher
+runs during the measurement, as a real consumer would.
+
 Prints one JSON object to stdout: events, publish_s (time to publish),
 drain_s (last commit -> empty), total_s (clock above), events_per_s
 (events / total_s), first_delivery_s (clock start -> first row gone),
-steady_events_per_s (rate while going from 90% to 10% left), probes.
+steady_events_per_s (rate while going from 90% to 10% left), max_pending
+(most events seen waiting at a probe), probes.
 Exit status 0 on success, 1 on a failure (timeout, wrong counts).
 """
 
 import argparse
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -43,13 +56,21 @@ import psycopg2
 
 from benchlib import PAYLOAD_SQL, KEY_SQL
 
-PUBLISH_SQL = ("SELECT pg_catalog.count(outbox.publish(topic => %s, payload => {p}, key => {k}))"
-               "  FROM pg_catalog.generate_series(%s, %s) AS g(i)").format(p=PAYLOAD_SQL, k=KEY_SQL)
+# complete statements: values are inlined (no driver parameters, so that
+# the same text also serves psql and the % in the SQL needs no escaping)
+PUBLISH_SQL = ("SELECT pg_catalog.count(outbox.publish(topic => {t}, payload => {p}, key => {k}))"
+               "  FROM pg_catalog.generate_series({lo}, {hi}) AS g(i)")
+
+
+def publish_sql(topic, lo, hi):
+    return PUBLISH_SQL.format(t="'" + topic.replace("'", "''") + "'", p=PAYLOAD_SQL, k=KEY_SQL,
+                              lo=int(lo), hi=int(hi))
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dsn', required=True)
+    ap.add_argument('--bootstrap', required=True, help='Kafka bootstrap servers (for the check)')
     ap.add_argument('--mode', choices=('single', 'small'), required=True)
     ap.add_argument('--events', type=int, required=True)
     ap.add_argument('--topic', required=True)
@@ -97,8 +118,69 @@ def crossing(samples, level, after=0.0):
     return None
 
 
+def start_counter(a):
+    """count_topic.py, assigned and fetching; None after a message if not."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen([sys.executable, os.path.join(here, 'count_topic.py'),
+                             '--bootstrap', a.bootstrap, '--topic', a.topic],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    r, _, _ = select.select([proc.stdout], [], [], 60)
+    if not r or proc.stdout.readline().strip() != 'ready':
+        print('drain: the checking consumer did not start', file=sys.stderr)
+        proc.kill()
+        proc.wait()
+        return None
+    return proc
+
+
+def finish_counter(proc):
+    try:
+        out, _ = proc.communicate('count\n', timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+    lines = out.strip().splitlines()
+    return json.loads(lines[-1]) if lines else None
+
+
+def warm_up(a):
+    """Publish one event to the topic and wait until it is relayed."""
+    conn = psycopg2.connect(a.dsn)
+    cur = conn.cursor()
+    cur.execute("SELECT outbox.publish(topic => %s, payload => '{}'::jsonb, key => 'warmup')",
+                (a.topic,))
+    conn.commit()
+    conn.autocommit = True
+    deadline = time.monotonic() + 60
+    while True:
+        cur.execute('SELECT count(*) FROM outbox.events')
+        if cur.fetchone()[0] == 0:
+            break
+        if time.monotonic() > deadline:
+            print('drain: the warm-up event was not relayed within 60 s', file=sys.stderr)
+            return False
+        time.sleep(0.05)
+    conn.close()
+    return True
+
+
 def main():
     a = parse_args()
+    if not warm_up(a):
+        return 1
+    counter = start_counter(a)
+    if counter is None:
+        return 1
+    try:
+        return measure(a, counter)
+    finally:
+        if counter.poll() is None:
+            counter.kill()
+            counter.wait()
+
+
+def measure(a, counter):
     conn = psycopg2.connect(a.dsn)
     cur = conn.cursor()
     cur.execute('SELECT count(*) FROM outbox.events')
@@ -113,7 +195,7 @@ def main():
         done = 0
         while done < a.events:
             hi = min(a.events, done + a.chunk)
-            cur.execute(PUBLISH_SQL, (a.topic, done + 1, hi))
+            cur.execute(publish_sql(a.topic, done + 1, hi))
             if cur.fetchone()[0] != hi - done:
                 raise RuntimeError('publish returned a wrong count')
             done = hi
@@ -131,11 +213,9 @@ def main():
         fd, script = tempfile.mkstemp(prefix='bench-drain-', suffix='.sql')
         with os.fdopen(fd, 'w') as f:
             f.write('\\set ON_ERROR_STOP 1\n')
-            stmt = PUBLISH_SQL.replace('%s', '{}')
             for lo in range(1, a.events + 1, a.tx_size):
                 f.write('BEGIN;\n')
-                f.write(stmt.format("'" + a.topic.replace("'", "''") + "'",
-                                    lo, lo + a.tx_size - 1) + ';\n')
+                f.write(publish_sql(a.topic, lo, lo + a.tx_size - 1) + ';\n')
                 f.write('COMMIT;\n')
         prober = Prober(a.dsn, a.probe, 0)
         t0 = time.monotonic()
@@ -190,8 +270,10 @@ def main():
         'events_per_s': n / total_s if total_s > 0 else None,
         'first_delivery_s': first,
         'steady_events_per_s': steady,
+        'max_pending': max(n for _, n in samples),
         'probe': a.probe,
         'probes': len(samples),
+        'topic_check': finish_counter(counter),
     }
     print(json.dumps(result))
     return 0

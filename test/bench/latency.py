@@ -23,7 +23,8 @@ consumer has seen one, so connections and metadata are in place.
 
 Prints one JSON object: sent, received, lost (sent but never received
 within --grace s of the end), duplicates, unexpected, achieved rate, and the
-latency percentiles in ms (nearest rank): p50 p90 p99 p99.9 max mean; for
+latency percentiles in ms (nearest rank): p50 p90 p99 p99.9 max mean, the
+number of events slower than 100 ms (over_100ms); for
 outbox also the publish+COMMIT round trip seen by the client (p50, p99).
 Exit status 0 when the run completed (whatever the numbers), 1 on failure.
 """
@@ -39,7 +40,7 @@ import threading
 import time
 import uuid
 
-import benchlib
+import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 from benchlib import (consumer_config, header, key_of, payload_json,
                       percentile, wait_partitions)
 
@@ -246,6 +247,7 @@ def run(a):
         'achieved_rate': len(sent) / elapsed if elapsed > 0 else None,
         'producer_problems': problems,
         'latency_ms': summarize(lat),
+        'over_100ms': sum(1 for x in lat if x > 0.1),
     }
     if a.mode == 'outbox':
         result['commit_rtt_ms'] = summarize(pub.rtt)

@@ -1,0 +1,136 @@
+# Crashes: the relay killed with SIGKILL mid-batch, and the postmaster
+# stopped with -m immediate mid-batch; after restart everything is delivered,
+# duplicates only for what was produced but not yet deleted, with the same
+# ce_id.  No phantom events: with synchronous_commit = off, Kafka never holds
+# an event whose transaction a crash lost, because the relay flushes WAL up
+# to what it read before producing.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Utils;
+use Test::More;
+use OutboxTest;
+
+my $broker = start_broker(1);
+my $node = new_node('crash', $broker->{bootstrap}, conf => q{
+outbox.batch_size = 500
+restart_after_crash = on
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION outbox;
+CREATE TABLE published (seq bigserial, event_id uuid, topic text, k text);
+});
+
+sub relay_pid
+{
+	my $pid;
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'outbox relay'});
+	return $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'outbox relay'});
+}
+
+# publish $n events in one transaction (a backlog the relay works through)
+sub backlog
+{
+	my ($topic, $n, $nkeys) = @_;
+	$node->safe_psql('postgres', qq{
+INSERT INTO published (event_id, topic, k)
+SELECT outbox.publish('$topic', jsonb_build_object('n', g), key => 'k' || (g % $nkeys)), '$topic', 'k' || (g % $nkeys)
+  FROM generate_series(1, $n) g;
+});
+}
+
+# every committed id arrived, first occurrences per key in publish order;
+# returns the number of duplicate deliveries
+sub check_topic
+{
+	my ($scenario, $topic) = @_;
+	my @want = split /\n/, $node->safe_psql('postgres',
+		"SELECT event_id || ' ' || k FROM published WHERE topic = '$topic' ORDER BY seq");
+	my $msgs = kcat_read($broker->{bootstrap}, $topic, scalar(@want));
+	my %count;
+	my %payload;
+	my $same_payload = 1;
+	for my $m (@$msgs)
+	{
+		my $id = $m->{headers}{ce_id};
+		$count{$id}++;
+		$same_payload = 0 if defined $payload{$id} && $payload{$id} ne $m->{value};
+		$payload{$id} = $m->{value};
+	}
+	my $lost = grep { !$count{ (split / /)[0] } } @want;
+	my $dups = 0;
+	$dups += $_ - 1 for values %count;
+	is($lost, 0, "$scenario: every committed event arrived");
+	ok($same_payload, "$scenario: a duplicate carries the same ce_id and payload");
+	my %order;
+	push @{ $order{ (split / /)[1] } }, (split / /)[0] for @want;
+	my $keys = by_key($msgs);
+	my $in_order = 1;
+	for my $k (keys %order)
+	{
+		my @got = first_occurrences(map { $_->{headers}{ce_id} } @{ $keys->{$k} // [] });
+		$in_order = 0 unless join(',', @got) eq join(',', @{ $order{$k} });
+	}
+	ok($in_order, "$scenario: each key's first occurrences are in publish order");
+	diag(sprintf('SCENARIO %s published=%d delivered=%d duplicated=%d lost=%d',
+		$scenario, scalar(@want), scalar(keys %count), $dups, $lost));
+	return $dups;
+}
+
+# slow the broker so batches are in flight when the blow comes
+is(broker_cmd($broker, 'rtt 1 50'), 'ok', 'broker latency 50 ms');
+
+# 1. relay killed with SIGKILL mid-batch (the postmaster then resets every backend)
+backlog('kill9', 20000, 20);
+$node->poll_query_until('postgres', q{SELECT count(*) < 19000 FROM outbox.events})
+  or die 'relay made no progress';
+my $pid = relay_pid();
+kill 'KILL', $pid;
+note("killed relay $pid with SIGKILL");
+ok($node->poll_query_until('postgres',
+	qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'outbox relay' AND pid <> $pid}),
+	'a new relay runs after the kill');
+ok(wait_drained($node), 'backlog drained after the kill');
+my $dups = check_topic('relay SIGKILL mid-batch', 'kill9');
+cmp_ok($dups, '<=', 500, 'duplicates at most one batch (those produced but not yet deleted)');
+
+# 2. postmaster stopped with -m immediate mid-batch
+backlog('immediate', 20000, 20);
+$node->poll_query_until('postgres', q{SELECT count(*) < 19000 FROM outbox.events})
+  or die 'relay made no progress';
+$node->stop('immediate');
+$node->start;
+ok(wait_drained($node), 'backlog drained after an immediate shutdown and restart');
+$dups = check_topic('postmaster immediate stop mid-batch', 'immediate');
+cmp_ok($dups, '<=', 500, 'duplicates at most one batch');
+
+# 3. no phantom events with synchronous_commit = off: the WAL writer is made
+# slow, so commits stay unflushed for seconds unless the relay flushes
+is(broker_cmd($broker, 'rtt 1 0'), 'ok', 'broker latency back to 0');
+$node->append_conf('postgresql.conf', "wal_writer_delay = '10s'\nwal_writer_flush_after = 0\n");
+$node->restart;
+relay_pid();
+my $sql = "SET synchronous_commit = off;\n";
+for my $i (1 .. 200)
+{
+	$sql .= qq{INSERT INTO published (event_id, topic, k) SELECT outbox.publish('async', '{"i": $i}', key => 'a'), 'async', 'a';\n};
+}
+$node->safe_psql('postgres', $sql);
+# crash as soon as Kafka has something
+my $first = kcat_read($broker->{bootstrap}, 'async', 1);
+ok(scalar(@$first) >= 1, 'some asynchronously committed events reached Kafka');
+$node->stop('immediate');
+$node->start;
+my $in_kafka = kcat_read($broker->{bootstrap}, 'async', 200);
+my %survived = map { $_ => 1 } split /\n/, $node->safe_psql('postgres', q{SELECT event_id FROM published WHERE topic = 'async'});
+my $phantoms = grep { !$survived{ $_->{headers}{ce_id} } } @$in_kafka;
+is($phantoms, 0, 'every event in Kafka belongs to a transaction that survived the crash');
+ok(wait_drained($node), 'the surviving events drain');
+diag(sprintf('SCENARIO synchronous_commit=off crash published=200 survived=%d in_kafka=%d phantoms=%d',
+	scalar(keys %survived), scalar(@$in_kafka), $phantoms));
+
+$node->stop;
+stop_broker($broker);
+done_testing();
