@@ -26,6 +26,9 @@ include $(PGXS)
 # after PGXS, which resets it: the tests' shared Perl module
 PG_PROVE_FLAGS += -I $(srcdir)/test/perl
 
+# PGXS tracks no header dependencies: rebuild everything when a header changes
+$(OBJS): $(wildcard src/*.h)
+
 # The Kafka-protocol test broker (librdkafka's mock cluster)
 test/kafka_broker: test/kafka_broker.c
 	$(CC) $(CFLAGS) $(PG_CFLAGS) -o $@ $< -lrdkafka

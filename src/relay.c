@@ -39,6 +39,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -64,6 +65,7 @@
 #include "kafka.h"
 #include "outbox.h"
 #include "shmem.h"
+#include "status.h"
 
 #define RELAY_ERROR_PAUSE_MS	1000
 #define RELAY_ERROR_REPEAT_MS	60000
@@ -93,6 +95,8 @@ static char *relay_default_source = NULL;
 static MemoryContext relay_cxt = NULL;
 static MemoryContext batch_cxt = NULL;
 static RelayBatch batch;
+static bool relay_paused = false;
+static bool relay_stats_dirty = true;
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
@@ -398,7 +402,11 @@ relay_build_event(RelayEvent *ev, HeapTuple tup, TupleDesc desc)
 static SPIPlanPtr
 relay_prepare(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	/*
+	 * Custom plans only: a generic plan made while outbox.events was nearly
+	 * empty would scan the whole backlog for every batch later.
+	 */
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "outbox relay: SPI_prepare failed: %s",
@@ -452,6 +460,14 @@ relay_read_batch(void)
 	int			ret;
 
 	relay_begin("reading outbox.events");
+	relay_paused = outbox_status_paused();
+	if (relay_paused)
+	{
+		batch.n = 0;
+		batch.outstanding = 0;
+		relay_end();
+		return;
+	}
 	if (read_plan == NULL)
 	{
 		Oid			argtypes[1] = {INT4OID};
@@ -508,6 +524,7 @@ relay_produce_batch(void)
 		outbox_kafka_serve(relay_producer);
 		if (batch.outstanding == 0)
 			break;
+		outbox_slot_set_brokers_up(relay_slot, outbox_kafka_brokers_up(relay_producer));
 		outbox_slot_set_state(relay_slot, outbox_kafka_brokers_up(relay_producer) ?
 							  OUTBOX_RELAY_RUNNING : OUTBOX_RELAY_WAITING_FOR_BROKERS);
 		rc = WaitLatchOrSocket(MyLatch,
@@ -606,6 +623,28 @@ relay_record_outcome(void)
 }
 
 /*
+ * The end of the WAL inserted so far, a position XLogFlush() accepts.
+ * GetXLogInsertRecPtr() gives the next insert position, which at a page
+ * boundary lies past the header of a page not written yet; step back over
+ * that header (PostgreSQL 17 has GetXLogInsertEndRecPtr() for this).
+ */
+static XLogRecPtr
+relay_wal_end(void)
+{
+#if PG_VERSION_NUM >= 170000
+	return GetXLogInsertEndRecPtr();
+#else
+	XLogRecPtr	ptr = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(ptr, wal_segment_size) == SizeOfXLogLongPHD)
+		ptr -= SizeOfXLogLongPHD;
+	else if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		ptr -= SizeOfXLogShortPHD;
+	return ptr;
+#endif
+}
+
+/*
  * One pass: read, flush WAL, produce, record.  Returns the number of events
  * handled.
  */
@@ -618,11 +657,36 @@ relay_pass(void)
 		return 0;
 
 	/* no phantom events: what we read must be durable before Kafka has it */
-	XLogFlush(GetXLogInsertRecPtr());
+	XLogFlush(relay_wal_end());
 
 	relay_produce_batch();
 	relay_record_outcome();
 	return batch.n;
+}
+
+/*
+ * Publish the relay's state, and its backlog figures at most once a second
+ * while busy, and once more when it goes idle, so outbox.stats never shows
+ * a backlog that is gone.
+ */
+static void
+relay_update_status(int handled)
+{
+	bool		brokers_up = outbox_kafka_brokers_up(relay_producer);
+
+	if (handled > 0)
+		relay_stats_dirty = true;
+	if (relay_stats_dirty && (handled == 0 || outbox_status_refresh_due()))
+	{
+		relay_begin("refreshing statistics");
+		outbox_status_refresh(relay_slot);
+		relay_end();
+		relay_stats_dirty = (handled > 0);
+	}
+	outbox_slot_set_brokers_up(relay_slot, brokers_up);
+	outbox_slot_set_state(relay_slot, relay_paused ? OUTBOX_RELAY_PAUSED :
+						  brokers_up ? OUTBOX_RELAY_RUNNING :
+						  OUTBOX_RELAY_WAITING_FOR_BROKERS);
 }
 
 /*
@@ -736,10 +800,10 @@ outbox_relay_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		relay_refresh_producer();
-		outbox_slot_set_state(relay_slot, OUTBOX_RELAY_RUNNING);
 
 		handled = relay_pass();
 		outbox_slot_count(relay_slot, 0, 0, 0, outbox_inbox_purge_if_due());
+		relay_update_status(handled);
 		if (handled > 0)
 			continue;
 

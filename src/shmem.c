@@ -7,7 +7,7 @@
  *
  * Locking:
  *	- OutboxShared->lock (an LWLock of the "outbox" tranche) protects slot
- *	  assignment: dboid, pid, latch, no_extension and paused.  The launcher
+ *	  assignment: dboid, pid, latch and no_extension.  The launcher
  *	  takes it exclusively to assign or free a slot, a relay to attach or
  *	  detach, committing backends take it shared to find a latch.
  *	- Each slot's spinlock protects its state, counters and last error; they
@@ -172,6 +172,18 @@ outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state)
 {
 	SpinLockAcquire(&slot->mutex);
 	slot->state = state;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Publish whether the relay's producer reaches its brokers.
+ */
+void
+outbox_slot_set_brokers_up(OutboxSlot *slot, bool up)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->brokers_up = up;
+	slot->brokers_known = true;
 	SpinLockRelease(&slot->mutex);
 }
 

@@ -30,7 +30,8 @@ typedef enum OutboxRelayState
 
 /*
  * One served database.  dboid, pid, latch and no_extension are set under
- * OutboxShared->lock; the counters and the state under the slot's mutex.
+ * OutboxShared->lock; the state, counters and figures under the slot's
+ * mutex.
  */
 typedef struct OutboxSlot
 {
@@ -38,7 +39,6 @@ typedef struct OutboxSlot
 	pid_t		pid;			/* relay's pid, 0 when not running */
 	Latch	   *latch;			/* relay's latch, NULL when not running */
 	bool		no_extension;	/* relay found no extension and exited */
-	bool		paused;			/* set by outbox.pause_relay() */
 
 	slock_t		mutex;
 	OutboxRelayState state;
@@ -49,6 +49,14 @@ typedef struct OutboxSlot
 	TimestampTz last_delivery;
 	TimestampTz last_error_at;
 	char		last_error[OUTBOX_ERROR_LEN];
+	/* refreshed by the relay about once a second, see status.c */
+	int64		pending;
+	TimestampTz oldest_pending;	/* 0 when nothing is pending */
+	int64		dead_letters;
+	double		events_per_second;
+	bool		brokers_up;
+	bool		brokers_known;
+	TimestampTz stats_at;
 } OutboxSlot;
 
 typedef struct OutboxShared
@@ -68,6 +76,7 @@ extern OutboxSlot *outbox_slot_for_database(Oid dboid);
 extern void outbox_set_latch_of_database(Oid dboid);
 extern void outbox_request_relay(Oid dboid);
 extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);
+extern void outbox_slot_set_brokers_up(OutboxSlot *slot, bool up);
 extern void outbox_slot_record_error(OutboxSlot *slot, const char *message);
 extern void outbox_slot_count(OutboxSlot *slot, uint64 delivered,
 							  uint64 failed, uint64 dead_lettered,

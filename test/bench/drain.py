@@ -29,6 +29,15 @@ producer has not used yet waits about a second for its metadata (a bare
 confluent-kafka producer against the same broker does too), and a relay in
 service already knows its topics.
 
+--fresh-plans: after the warm-up, VACUUM outbox.events once more.  VACUUM
+invalidates the relay's cached plans, so it plans its statements again at
+its next pass, which now finds the whole backlog.  Without it (the default)
+the relay's last plans were made during the warm-up on a near-empty table,
+as happens in service after a quiet period; PostgreSQL 15's generic plan for
+the relay's DELETE ... WHERE id = ANY($1) on such a table is a sequential
+scan, so each batch then scans the backlog, until autovacuum or ANALYZE
+invalidates the plan.
+
 Check: before publishing starts, a consumer (count_topic.py, see there why
 then) is assigned to the topic; once the table is empty it counts what it
 read, and its result is put in the output as "topic_check".  Its fetcher
@@ -80,6 +89,8 @@ def parse_args():
     ap.add_argument('--poll-ms', type=float, default=50)
     ap.add_argument('--probe', choices=('minmax', 'count'), default='minmax')
     ap.add_argument('--timeout', type=float, default=300, help='give up draining after this (s)')
+    ap.add_argument('--fresh-plans', action='store_true',
+                    help='VACUUM outbox.events after the warm-up (see above)')
     return ap.parse_args()
 
 
@@ -161,6 +172,8 @@ def warm_up(a):
             print('drain: the warm-up event was not relayed within 60 s', file=sys.stderr)
             return False
         time.sleep(0.05)
+    if a.fresh_plans:
+        cur.execute('VACUUM outbox.events')
     conn.close()
     return True
 
@@ -261,6 +274,7 @@ def measure(a, counter):
         steady = None
     result = {
         'mode': a.mode,
+        'fresh_plans': a.fresh_plans,
         'events': n,
         'tx_size': a.events if a.mode == 'single' else a.tx_size,
         'transactions': 1 if a.mode == 'single' else n // a.tx_size,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the tables of test/bench/run_bench.sh from the results its helpers
-left in a directory (machine.json, drain_single.json, drain_small.json,
+left in a directory (machine.json, drain_single.json, drain_fresh.json, drain_small.json,
 latency_outbox.json, latency_bare.json,
 and errors_PHASE.txt: the ERROR lines PostgreSQL logged during a phase).
 Measures nothing itself.
@@ -78,7 +78,9 @@ def main():
     # ---- 1. drain
     rows = []
     base = None
-    for name, label in (('single', 'A: 1 transaction'), ('small', 'B: small transactions')):
+    for name, label in (('single', 'A: 1 transaction'),
+                        ('fresh', 'A0: 1 transaction, fresh plans'),
+                        ('small', 'B: small transactions')):
         r = load(d, 'drain_' + name)
         c = r.get('topic_check')
         errs = errors(d, 'drain_' + name)
@@ -110,6 +112,10 @@ def main():
            'check'], rows)
     print('   A: clock runs from just before COMMIT until outbox.events is empty; the relay sees')
     print('      the whole backlog at once.  steady ev/s: while the backlog went from 90% to 10%.')
+    print('      Before A and B the relay relayed one event on the freshly vacuumed, empty table,')
+    print('      as in service after a quiet period, so its cached plans were made for a tiny table.')
+    print('   A0: as A, but the table was vacuumed again after that event, so the relay planned')
+    print('      its statements with the backlog present.')
     print('   B: clock runs from starting psql (one session, transactions back to back) until')
     print('      empty; the relay works while they are published, so B is bound by publishing.')
     print('   publish s: time to publish (A: before COMMIT); commit->empty s: last COMMIT until')

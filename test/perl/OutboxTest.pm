@@ -85,7 +85,8 @@ max_worker_processes = 16
 	return $node;
 }
 
-# Every message of $topic, read by kcat from the beginning; a list of hashes
+# Every message of $topic, read by kcat from the beginning up to $count
+# messages (all of them when $count is undef); a list of hashes
 # with topic, partition, offset, key, value and headers (a hash) plus
 # header_names (in order).
 sub kcat_read
@@ -93,7 +94,7 @@ sub kcat_read
 	my ($bootstrap, $topic, $count) = @_;
 	my ($out, $err) = ('', '');
 	IPC::Run::run([ 'kcat', '-C', '-b', $bootstrap, '-t', $topic, '-o', 'beginning',
-		'-c', $count, '-e', '-J', '-X', 'fetch.wait.max.ms=1',
+		(defined $count ? ('-c', $count) : ()), '-e', '-J', '-X', 'fetch.wait.max.ms=1',
 		'-X', 'topic.metadata.refresh.interval.ms=1000' ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(120));
 	my @msgs;

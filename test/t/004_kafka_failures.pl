@@ -150,8 +150,9 @@ my $log_offset = -s $node->logfile;
 is(broker_cmd($broker, 'error 0 45 1'), 'ok', 'next produce request answered OUT_OF_ORDER_SEQUENCE_NUMBER');
 publish_batch('fatal', 300, 5);
 ok(wait_drained($node), 'drained after the fatal error');
-ok($node->log_contains('Kafka producer failed fatally, recreating it', $log_offset)
-	  || $node->log_contains('recreating the Kafka producer', $log_offset),
+ok($node->log_contains('Kafka producer failed fatally, recreating it', $log_offset),
+	'the fatal error was reported');
+ok($node->log_contains('recreating the Kafka producer \(fatal producer error\)', $log_offset),
 	'the relay recreated its producer');
 check_topic('fatal producer error', 'fatal');
 

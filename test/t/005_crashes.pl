@@ -48,7 +48,7 @@ sub check_topic
 	my ($scenario, $topic) = @_;
 	my @want = split /\n/, $node->safe_psql('postgres',
 		"SELECT event_id || ' ' || k FROM published WHERE topic = '$topic' ORDER BY seq");
-	my $msgs = kcat_read($broker->{bootstrap}, $topic, scalar(@want));
+	my $msgs = kcat_read($broker->{bootstrap}, $topic);
 	my %count;
 	my %payload;
 	my $same_payload = 1;
@@ -107,28 +107,37 @@ $dups = check_topic('postmaster immediate stop mid-batch', 'immediate');
 cmp_ok($dups, '<=', 500, 'duplicates at most one batch');
 
 # 3. no phantom events with synchronous_commit = off: the WAL writer is made
-# slow, so commits stay unflushed for seconds unless the relay flushes
-is(broker_cmd($broker, 'rtt 1 0'), 'ok', 'broker latency back to 0');
-$node->append_conf('postgresql.conf', "wal_writer_delay = '10s'\nwal_writer_flush_after = 0\n");
+# slow, so a few small commits stay in WAL buffers, unwritten, for seconds
+# unless the relay flushes; the crash then loses them
+# slow acks keep the relay between producing and deleting, where a crash
+# hurts; the relay's own commits would otherwise flush the WAL soon after
+is(broker_cmd($broker, 'rtt 1 1000'), 'ok', 'broker latency 1 s');
+$node->append_conf('postgresql.conf', "wal_writer_delay = '10s'\nwal_writer_flush_after = '1GB'\n");
 $node->restart;
 relay_pid();
 my $sql = "SET synchronous_commit = off;\n";
-for my $i (1 .. 200)
+for my $i (1 .. 5)
 {
 	$sql .= qq{INSERT INTO published (event_id, topic, k) SELECT outbox.publish('async', '{"i": $i}', key => 'a'), 'async', 'a';\n};
 }
 $node->safe_psql('postgres', $sql);
 # crash as soon as Kafka has something
-my $first = kcat_read($broker->{bootstrap}, 'async', 1);
+my $first = [];
+for (1 .. 100)
+{
+	$first = kcat_read($broker->{bootstrap}, 'async', 1);
+	last if @$first;
+	select(undef, undef, undef, 0.1);
+}
 ok(scalar(@$first) >= 1, 'some asynchronously committed events reached Kafka');
 $node->stop('immediate');
 $node->start;
-my $in_kafka = kcat_read($broker->{bootstrap}, 'async', 200);
+my $in_kafka = kcat_read($broker->{bootstrap}, 'async');
 my %survived = map { $_ => 1 } split /\n/, $node->safe_psql('postgres', q{SELECT event_id FROM published WHERE topic = 'async'});
 my $phantoms = grep { !$survived{ $_->{headers}{ce_id} } } @$in_kafka;
 is($phantoms, 0, 'every event in Kafka belongs to a transaction that survived the crash');
 ok(wait_drained($node), 'the surviving events drain');
-diag(sprintf('SCENARIO synchronous_commit=off crash published=200 survived=%d in_kafka=%d phantoms=%d',
+diag(sprintf('SCENARIO synchronous_commit=off crash published=5 survived=%d in_kafka=%d phantoms=%d',
 	scalar(keys %survived), scalar(@$in_kafka), $phantoms));
 
 $node->stop;

@@ -1,0 +1,218 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *	  Status and statistics: the relay's pause check and its periodic
+ *	  backlog figures (pending events, oldest pending, dead letters,
+ *	  events/s), and outbox.relay_stats(), the set-returning function behind
+ *	  the outbox.stats view, which reads every relay's slot from shared
+ *	  memory without touching any table.
+ *
+ * Pausing is a row in outbox.paused (1.1 and later): transactional,
+ * replicated to standbys and kept across restarts.  A 1.0 installation has
+ * no such table and is never paused.
+ *
+ * The relay calls outbox_status_paused() and outbox_status_refresh() inside
+ * its own transactions, with SPI connected; every name is schema-qualified.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "outbox.h"
+#include "shmem.h"
+#include "status.h"
+
+#define OUTBOX_STATS_INTERVAL_MS 1000
+
+PG_FUNCTION_INFO_V1(outbox_relay_stats);
+
+static TimestampTz last_refresh = 0;
+static uint64 delivered_at_last_refresh = 0;
+
+/*
+ * Is this database's relay paused?  Caller has SPI connected.
+ */
+bool
+outbox_status_paused(void)
+{
+	Oid			nsp = get_namespace_oid("outbox", true);
+	int			ret;
+
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("paused", nsp)))
+		return false;
+	ret = SPI_execute("SELECT 1 FROM outbox.paused LIMIT 1", true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "outbox relay: reading outbox.paused failed: %s",
+			 SPI_result_code_string(ret));
+	return SPI_processed > 0;
+}
+
+/*
+ * True when the figures in the slot are older than a second.
+ */
+bool
+outbox_status_refresh_due(void)
+{
+	return last_refresh == 0 ||
+		TimestampDifferenceExceeds(last_refresh, GetCurrentTimestamp(),
+								   OUTBOX_STATS_INTERVAL_MS);
+}
+
+/*
+ * Count the backlog and the dead letters and publish them, with the
+ * delivery rate since the last refresh, in the slot.  Caller has SPI
+ * connected.
+ */
+void
+outbox_status_refresh(OutboxSlot *slot)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		isnull;
+	int64		pending;
+	int64		dead;
+	TimestampTz oldest = 0;
+	Datum		d;
+	uint64		delivered;
+	double		secs;
+	int			ret;
+
+	ret = SPI_execute("SELECT (SELECT pg_catalog.count(*) FROM outbox.events),"
+					  " (SELECT created_at FROM outbox.events ORDER BY id LIMIT 1),"
+					  " (SELECT pg_catalog.count(*) FROM outbox.dead_letters)",
+					  true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "outbox relay: counting the backlog failed: %s",
+			 SPI_result_code_string(ret));
+	pending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		oldest = DatumGetTimestampTz(d);
+	dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+
+	SpinLockAcquire(&slot->mutex);
+	delivered = slot->delivered;
+	secs = last_refresh == 0 ? 0 : (double) (now - last_refresh) / USECS_PER_SEC;
+	slot->events_per_second = secs > 0 ?
+		(double) (delivered - delivered_at_last_refresh) / secs : 0;
+	slot->pending = pending;
+	slot->oldest_pending = oldest;
+	slot->dead_letters = dead;
+	slot->stats_at = now;
+	SpinLockRelease(&slot->mutex);
+
+	delivered_at_last_refresh = delivered;
+	last_refresh = now;
+}
+
+/*
+ * The name of a relay state, as shown in outbox.stats.
+ */
+static const char *
+outbox_state_name(OutboxRelayState state)
+{
+	switch (state)
+	{
+		case OUTBOX_RELAY_STARTING:
+			return "starting";
+		case OUTBOX_RELAY_RUNNING:
+			return "running";
+		case OUTBOX_RELAY_WAITING_FOR_BROKERS:
+			return "waiting for brokers";
+		case OUTBOX_RELAY_PAUSED:
+			return "paused";
+		case OUTBOX_RELAY_STOPPED:
+			break;
+	}
+	return "stopped";
+}
+
+/*
+ * outbox.relay_stats(): one row per database served by a relay, from shared
+ * memory.  Databases whose relay found no extension are left out.
+ */
+Datum
+outbox_relay_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	outbox_require_preload();
+#if PG_VERSION_NUM >= 150000
+	InitMaterializedSRF(fcinfo, 0);
+#else
+	{
+		MemoryContext old;
+		TupleDesc	tupdesc;
+
+		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "return type must be a row type");
+		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		rsinfo->returnMode = SFRM_Materialize;
+		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+		rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
+		MemoryContextSwitchTo(old);
+	}
+#endif
+
+	for (i = 0; i < outbox_shared->nslots; i++)
+	{
+		OutboxSlot *slot = &outbox_shared->slots[i];
+		OutboxSlot	copy;
+		Datum		values[15];
+		bool		nulls[15];
+		char	   *datname;
+		Oid			dboid;
+		pid_t		pid;
+		bool		no_extension;
+
+		LWLockAcquire(outbox_shared->lock, LW_SHARED);
+		dboid = slot->dboid;
+		pid = slot->pid;
+		no_extension = slot->no_extension;
+		LWLockRelease(outbox_shared->lock);
+		if (!OidIsValid(dboid) || no_extension)
+			continue;
+		datname = get_database_name(dboid);
+		if (datname == NULL)
+			continue;
+
+		SpinLockAcquire(&slot->mutex);
+		memcpy(&copy, slot, sizeof(OutboxSlot));
+		SpinLockRelease(&slot->mutex);
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = CStringGetTextDatum(datname);
+		values[1] = Int32GetDatum(pid);
+		nulls[1] = (pid == 0);
+		values[2] = CStringGetTextDatum(pid == 0 ? "stopped" : outbox_state_name(copy.state));
+		values[3] = CStringGetTextDatum(!copy.brokers_known ? "unknown" :
+										copy.brokers_up ? "up" : "down");
+		values[4] = Int64GetDatum(copy.pending);
+		values[5] = TimestampTzGetDatum(copy.oldest_pending);
+		nulls[5] = (copy.oldest_pending == 0);
+		values[6] = Int64GetDatum((int64) copy.delivered);
+		values[7] = Int64GetDatum((int64) copy.failed);
+		values[8] = Int64GetDatum((int64) copy.dead_lettered);
+		values[9] = Int64GetDatum(copy.dead_letters);
+		values[10] = Int64GetDatum((int64) copy.purged);
+		values[11] = Float8GetDatum(copy.events_per_second);
+		values[12] = TimestampTzGetDatum(copy.last_delivery);
+		nulls[12] = (copy.last_delivery == 0);
+		values[13] = CStringGetTextDatum(copy.last_error);
+		nulls[13] = (copy.last_error[0] == '\0');
+		values[14] = TimestampTzGetDatum(copy.last_error_at);
+		nulls[14] = (copy.last_error_at == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
