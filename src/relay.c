@@ -665,9 +665,9 @@ relay_pass(void)
 }
 
 /*
- * Publish the relay's state, and its backlog figures at most once a second
- * while busy, and once more when it goes idle, so outbox.stats never shows
- * a backlog that is gone.
+ * Publish the relay's state, and its backlog figures: at most once a second
+ * whenever it wakes, and once more when it goes idle, so outbox.stats never
+ * shows a backlog that is gone.
  */
 static void
 relay_update_status(int handled)
@@ -676,7 +676,7 @@ relay_update_status(int handled)
 
 	if (handled > 0)
 		relay_stats_dirty = true;
-	if (relay_stats_dirty && (handled == 0 || outbox_status_refresh_due()))
+	if (outbox_status_refresh_due() || (relay_stats_dirty && handled == 0))
 	{
 		relay_begin("refreshing statistics");
 		outbox_status_refresh(relay_slot);
@@ -731,6 +731,15 @@ relay_report_error(void)
 	}
 	FreeErrorData(edata);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Error context: every message raised while the relay works names it.
+ */
+static void
+relay_error_context(void *arg)
+{
+	errcontext("%s", relay_label);
 }
 
 /*
@@ -792,6 +801,12 @@ outbox_relay_main(Datum main_arg)
 	for (;;)
 	{
 		int			handled;
+		ErrorContextCallback errcallback;
+
+		errcallback.callback = relay_error_context;
+		errcallback.arg = NULL;
+		errcallback.previous = NULL;
+		error_context_stack = &errcallback;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
