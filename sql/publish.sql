@@ -124,3 +124,8 @@ SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 
 DROP ROLE plain_app;
 DROP ROLE publishing_app;
+
+-- a read-only transaction cannot publish
+BEGIN READ ONLY;
+SELECT outbox.publish('read.only', '{}');
+ROLLBACK;

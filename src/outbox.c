@@ -37,6 +37,7 @@ int			outbox_retry_backoff_max = 300000;
 int			outbox_inbox_ttl = 7 * 24 * 3600;
 int			outbox_purge_interval = 60000;
 int			outbox_purge_batch_size = 10000;
+bool		outbox_commit_order = false;
 
 void		_PG_init(void);
 
@@ -241,6 +242,14 @@ outbox_define_settings(void)
 							10000, 1, 1000000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("outbox.commit_order",
+							 gettext_noop("Makes events of one topic and key reach Kafka in the order their transactions commit."),
+							 gettext_noop("publish() then holds a lock on the topic and key until the transaction ends, so concurrent publishers of one key wait for each other."),
+							 &outbox_commit_order,
+							 false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("outbox");

@@ -28,6 +28,7 @@ extern int	outbox_retry_backoff_max;
 extern int	outbox_inbox_ttl;
 extern int	outbox_purge_interval;
 extern int	outbox_purge_batch_size;
+extern bool outbox_commit_order;
 
 /* Background worker entry points, named in bgw_function_name */
 extern PGDLLEXPORT void outbox_launcher_main(Datum main_arg);

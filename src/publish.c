@@ -24,6 +24,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "common/hashfn.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
@@ -31,6 +32,7 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -391,6 +393,29 @@ outbox_insert_event(Datum *values, bool *nulls)
 }
 
 /*
+ * outbox.commit_order: take a transaction-scoped advisory lock on the
+ * (topic, key) before the row gets its id.  A second transaction publishing
+ * for the same key waits until the first ends, so ids of one key follow
+ * commit order, and the relay, which reads in id order, delivers in commit
+ * order.  The lock lives in the advisory lock space under the two-key form
+ * (OUTBOX_ADVISORY_CLASS, hash of topic and key).
+ */
+#define OUTBOX_ADVISORY_CLASS 0x0B0C5EED
+
+static void
+outbox_lock_key(text *topic, text *key)
+{
+	uint32		h = hash_bytes((const unsigned char *) VARDATA_ANY(topic),
+							   VARSIZE_ANY_EXHDR(topic));
+
+	h = hash_combine(h, hash_bytes((const unsigned char *) VARDATA_ANY(key),
+								   VARSIZE_ANY_EXHDR(key)));
+	DirectFunctionCall2(pg_advisory_xact_lock_int4,
+						Int32GetDatum((int32) OUTBOX_ADVISORY_CLASS),
+						Int32GetDatum((int32) h));
+}
+
+/*
  * The work shared by publish() and publish_binary(): argument positions are
  * the same in both (topic, payload, key, headers, event_type, source,
  * traceparent[, content_type]); value is the payload's bytes or NULL.
@@ -407,6 +432,9 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value,
 	int			i;
 
 	outbox_require_preload();
+	/* the insert below bypasses the executor, so check what it would */
+	PreventCommandIfReadOnly("outbox.publish()");
+	PreventCommandDuringRecovery("outbox.publish()");
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -465,6 +493,8 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value,
 	values[EV_ATTEMPTS - 1] = Int32GetDatum(0);
 	nulls[EV_ATTEMPTS - 1] = false;
 
+	if (outbox_commit_order && !PG_ARGISNULL(2))
+		outbox_lock_key(topic, PG_GETARG_TEXT_PP(2));
 	outbox_insert_event(values, nulls);
 	outbox_wake_relay_at_commit();
 
