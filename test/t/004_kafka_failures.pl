@@ -156,6 +156,25 @@ ok($node->log_contains('recreating the Kafka producer \(fatal producer error\)',
 	'the relay recreated its producer');
 check_topic('fatal producer error', 'fatal');
 
+# 7. an error inside the relay is caught, recorded in outbox.stats, logged
+# once however often it repeats, and the relay goes on once the cause is gone
+$node->safe_psql('postgres', q{ALTER TABLE outbox.dead_letters ADD CONSTRAINT refuse_all CHECK (false) NOT VALID});
+$log_offset = -s $node->logfile;
+is(broker_cmd($broker, 'error 0 10 1000'), 'ok', 'every produce request answered MESSAGE_TOO_LARGE');
+my $stuck = $node->safe_psql('postgres', q{SELECT outbox.publish('stuck', '{}', key => 's')});
+ok($node->poll_query_until('postgres',
+	q{SELECT last_error LIKE '%refuse_all%' AND last_error_at IS NOT NULL FROM outbox.stats WHERE datname = 'postgres'}),
+	'the relay\'s error is recorded in outbox.stats');
+sleep(4);
+my $log = slurp_file($node->logfile, $log_offset);
+my $logged = () = $log =~ /violates check constraint "refuse_all"/g;
+is($logged, 1, 'the repeating error is logged once');
+like($log, qr/CONTEXT:.*?outbox relay for database "postgres"/s, 'the log line names the relay and its database');
+$node->safe_psql('postgres', q{ALTER TABLE outbox.dead_letters DROP CONSTRAINT refuse_all});
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM outbox.dead_letters WHERE event_id = '$stuck'}),
+	'the relay went on: the event is a dead letter once the table accepts it');
+is(broker_cmd($broker, 'error 0 10 0'), 'ok', 'injected errors cleared');
+
 $node->stop;
 stop_broker($broker);
 done_testing();
