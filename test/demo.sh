@@ -80,6 +80,10 @@ echo "== what Kafka holds (read by kcat): the rolled-back order 43 is not there"
 kcat -C -b "$BOOTSTRAP" -t order.placed -o beginning -e -q -X fetch.wait.max.ms=1 \
     -f 'partition %p offset %o key %k\n  headers: %h\n  value:   %s\n'
 
+echo "== outbox.stats, as an operator sees it"
+sleep 1.2   # the relay refreshes its figures about once a second
+$PSQL -x -c "SELECT * FROM outbox.stats"
+
 echo "== relay log lines"
 grep -E "outbox (launcher|relay)" "$DEMO/postgres.log" | sed 's/^/   /'
 echo "== done; cleaning up"
