@@ -96,3 +96,74 @@ def percentile(sorted_values, p):
         return None
     rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+# --------------------------------------------------------------------------
+# pgbench (sections 3 and 5 of run_bench.sh)
+
+PGBENCH = '/usr/lib/postgresql/15/bin/pgbench'
+
+
+def pgbench(dsn, script, clients, seconds, defines=None, pgbench=None, sync_off=False):
+    """Run pgbench on one custom script (text) for `seconds` s with
+    `clients` connections (one thread each), prepared statements, no vacuum,
+    and return {tps, latency_ms, transactions, failed, clients, seconds}.
+    sync_off: its sessions run with synchronous_commit=off (PGOPTIONS).
+    tps and latency come from pgbench's own summary (tps without the initial
+    connection time).  Raises RuntimeError when pgbench fails or aborts."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix='bench-pgbench-', suffix='.sql')
+    with os.fdopen(fd, 'w') as f:
+        f.write(script)
+    cmd = [pgbench or PGBENCH, '-n', '-M', 'prepared', '-f', path,
+           '-c', str(clients), '-j', str(clients), '-T', str(seconds)]
+    for k, v in (defines or {}).items():
+        cmd += ['-D', '%s=%s' % (k, v)]
+    cmd.append(dsn)
+    env = dict(os.environ)
+    if sync_off:
+        env['PGOPTIONS'] = (env.get('PGOPTIONS', '') + ' -c synchronous_commit=off').strip()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=seconds + 120, env=env)
+    finally:
+        os.unlink(path)
+    out = p.stdout
+
+    def num(pattern, cast=float):
+        m = re.search(pattern, out, re.M)
+        return cast(m.group(1)) if m else None
+
+    res = {
+        'clients': clients,
+        'seconds': seconds,
+        'sync_off': sync_off,
+        'tps': num(r'^tps = ([0-9.]+)'),
+        'latency_ms': num(r'^latency average = ([0-9.]+) ms'),
+        'transactions': num(r'^number of transactions actually processed: (\d+)', int),
+        'failed': num(r'^number of failed transactions: (\d+)', int) or 0,
+    }
+    if p.returncode != 0 or res['tps'] is None or res['transactions'] is None or res['failed']:
+        raise RuntimeError('pgbench failed (status %d): %s\n%s' % (
+            p.returncode, ' '.join(cmd[:-1]), (p.stderr or '')[-2000:] + out[-1000:]))
+    return res
+
+
+def relation_sizes(cur, rel):
+    """(heap, indexes) bytes of a table: pg_table_size (heap, TOAST, free
+    space and visibility maps) and pg_indexes_size."""
+    cur.execute('SELECT pg_catalog.pg_table_size(%s::regclass), pg_catalog.pg_indexes_size(%s::regclass)',
+                (rel, rel))
+    heap, idx = cur.fetchone()
+    return {'table': heap, 'indexes': idx}
+
+
+def log(msg):
+    """A progress line on stderr, in run_bench.sh's style."""
+    import time
+    sys.stderr.write('   %s %s\n' % (time.strftime('%H:%M:%S'), msg))
+    sys.stderr.flush()
