@@ -233,17 +233,24 @@ relay_connect_kafka(void)
 }
 
 /*
- * Recreate the producer when its configuration changed at reload or after a
- * fatal producer error.  Only called with no batch in flight.
+ * Create the producer, or recreate it when its configuration changed at a
+ * reload (reloaded is true after one) or after a fatal producer error.  Only
+ * called with no batch in flight.
  */
 static void
-relay_refresh_producer(void)
+relay_refresh_producer(bool reloaded)
 {
-	MemoryContext old = MemoryContextSwitchTo(relay_cxt);
-	char	   *signature = outbox_kafka_config_signature();
-	bool		changed = relay_config_signature == NULL ||
-		strcmp(signature, relay_config_signature) != 0;
+	MemoryContext old;
+	char	   *signature;
+	bool		changed;
 
+	if (relay_producer != NULL && !reloaded &&
+		!outbox_kafka_failed_fatally(relay_producer))
+		return;
+	old = MemoryContextSwitchTo(relay_cxt);
+	signature = outbox_kafka_config_signature();
+	changed = relay_config_signature == NULL ||
+		strcmp(signature, relay_config_signature) != 0;
 	MemoryContextSwitchTo(old);
 	if (relay_producer != NULL &&
 		!changed && !outbox_kafka_failed_fatally(relay_producer))
@@ -801,6 +808,7 @@ outbox_relay_main(Datum main_arg)
 	for (;;)
 	{
 		int			handled;
+		bool		reloaded = false;
 		ErrorContextCallback errcallback;
 
 		errcallback.callback = relay_error_context;
@@ -813,8 +821,9 @@ outbox_relay_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			reloaded = true;
 		}
-		relay_refresh_producer();
+		relay_refresh_producer(reloaded);
 
 		handled = relay_pass();
 		outbox_slot_count(relay_slot, 0, 0, 0, outbox_inbox_purge_if_due());

@@ -36,6 +36,7 @@
 
 PG_FUNCTION_INFO_V1(outbox_relay_stats);
 
+static SPIPlanPtr paused_plan = NULL;
 static TimestampTz last_refresh = 0;
 static uint64 delivered_at_last_refresh = 0;
 
@@ -50,7 +51,15 @@ outbox_status_paused(void)
 
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("paused", nsp)))
 		return false;
-	ret = SPI_execute("SELECT 1 FROM outbox.paused LIMIT 1", true, 1);
+	if (paused_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM outbox.paused LIMIT 1", 0, NULL);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "outbox relay: preparing the pause check failed");
+		paused_plan = plan;
+	}
+	ret = SPI_execute_plan(paused_plan, NULL, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "outbox relay: reading outbox.paused failed: %s",
 			 SPI_result_code_string(ret));
