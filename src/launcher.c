@@ -43,6 +43,7 @@
 
 #include "outbox.h"
 #include "shmem.h"
+#include "status.h"
 
 #define OUTBOX_LAUNCHER_NAPTIME_MS	10000
 #define OUTBOX_RESTART_MIN_MS		1000
@@ -377,7 +378,7 @@ outbox_launcher_main(Datum main_arg)
 		MemoryContextReset(mcxt);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+						 sleep_ms, outbox_wait_event(OUTBOX_WAIT_LAUNCHER));
 		ResetLatch(MyLatch);
 	}
 }

@@ -537,7 +537,7 @@ relay_produce_batch(void)
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							   outbox_kafka_event_fd(relay_producer), 1000,
-							   PG_WAIT_EXTENSION);
+							   outbox_wait_event(OUTBOX_WAIT_RELAY_DELIVERY));
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -801,7 +801,7 @@ outbox_relay_main(Datum main_arg)
 		FlushErrorState();
 		RESUME_INTERRUPTS();
 		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 RELAY_ERROR_PAUSE_MS, PG_WAIT_EXTENSION);
+						 RELAY_ERROR_PAUSE_MS, outbox_wait_event(OUTBOX_WAIT_RELAY_IDLE));
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
@@ -835,7 +835,7 @@ outbox_relay_main(Datum main_arg)
 								 WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 outbox_kafka_event_fd(relay_producer),
 								 Min(outbox_poll_interval, outbox_purge_interval),
-								 PG_WAIT_EXTENSION);
+								 outbox_wait_event(OUTBOX_WAIT_RELAY_IDLE));
 		ResetLatch(MyLatch);
 		outbox_kafka_serve(relay_producer);
 	}

@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "outbox.h"
 #include "shmem.h"
@@ -121,6 +122,28 @@ outbox_status_refresh(OutboxSlot *slot)
 
 	delivered_at_last_refresh = delivered;
 	last_refresh = now;
+}
+
+/*
+ * The wait event to report while waiting: PostgreSQL 17 and later register
+ * named custom wait events (shown in pg_stat_activity.wait_event); older
+ * versions show the generic "Extension".
+ */
+uint32
+outbox_wait_event(OutboxWait kind)
+{
+#if PG_VERSION_NUM >= 170000
+	static uint32 events[3];
+	static const char *const names[3] = {
+		"OutboxRelayIdle", "OutboxRelayDelivery", "OutboxLauncherMain"
+	};
+
+	if (events[kind] == 0)
+		events[kind] = WaitEventExtensionNew(names[kind]);
+	return events[kind];
+#else
+	return PG_WAIT_EXTENSION;
+#endif
 }
 
 /*

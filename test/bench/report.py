@@ -63,10 +63,230 @@ def table(title, headers, rows, left=1):
     for r in rows:
         print(line(r))
 
+def topic_ok(c, events):
+    """The counting consumer read exactly `events` events with distinct
+    ce_id, and the broker appended nothing else but warm-ups."""
+    return (c is not None and c['messages'] == events and c['distinct_ce_id'] == events
+            and c['high_watermark_total'] == events + c['warmup'] and not c['purged'])
+
+
+def mb(v):
+    return '-' if v is None else '{:,.0f}'.format(v / 1048576.0)
+
+
+def note_errors(d, phase, label, logged):
+    errs = errors(d, phase)
+    if errs:
+        logged.append((label, errs))
+    return errs
+
+
+# ---- 3. publish cost
+
+def report_publish(d, failures, logged):
+    r = load(d, 'publish')
+    errs = note_errors(d, 'publish', 'publish cost', logged)
+    if r is None:
+        failures.append('the publish-cost section left no result')
+        return
+    by = {}
+    for run in r['runs']:
+        by[(run['events_per_tx'], run['clients'], run['sync_off'], run['side'])] = run
+        if not run['rows_ok']:
+            failures.append('publish cost: %s, %d event(s)/tx, %d client(s): %d rows for %d '
+                            'transactions' % (run['side'], run['events_per_tx'], run['clients'],
+                                              run['rows'], run['transactions']))
+    rows = []
+    seen = []
+    for run in r['runs']:
+        k = (run['events_per_tx'], run['clients'], run['sync_off'])
+        if k in seen:
+            continue
+        seen.append(k)
+        p, i = by.get(k + ('publish',)), by.get(k + ('insert',))
+        pu = p and p['us_per_event']
+        iu = i and i['us_per_event']
+        rows.append(['%d' % k[0], '%d' % k[1], 'off' if k[2] else 'on',
+                     fmt(p and p['tps'], 0), fmt(pu, 1), fmt(p and p['latency_ms'], 3),
+                     fmt(i and i['tps'], 0), fmt(iu, 1), fmt(i and i['latency_ms'], 3),
+                     ratio(pu, iu), fmt(pu - iu, 1) if pu is not None and iu is not None else '-',
+                     fmt((p['rows'] if p else 0) + (i['rows'] if i else 0)),
+                     'ok' if p and i and p['rows_ok'] and i['rows_ok'] else 'FAIL'])
+    table('3. Publish cost: outbox.publish() vs plain INSERT of the same rows '
+          '(pgbench, %d s per run)' % r['seconds'],
+          ['events/tx', 'clients', 'sync commit', 'publish tx/s', 'publish us/event',
+           'publish ms/tx', 'INSERT tx/s', 'INSERT us/event', 'INSERT ms/tx', 'publish/INSERT',
+           'extra us/event', 'rows written', 'check'], rows, left=3)
+    print('   pgbench -n -M prepared -T %d -c N -j N, one custom script per run; the relay paused'
+          % r['seconds'])
+    print('   (outbox.pause_relay()) for the whole section; both tables truncated and a CHECKPOINT')
+    print('   before each run.  Both sides write the same row: ~100-byte JSON payload (event i at')
+    print('   random in 1..%d, key i %% 100); INSERT: gen_random_uuid(), convert_to(payload::text,'
+          % r['max_i'])
+    print("   'UTF8'), clock_timestamp(), into LIKE outbox.events INCLUDING ALL (pkey + partial index).")
+    print('   events/tx 1: one statement per transaction; 100: one statement writing 100 rows')
+    print('   (generate_series), as drain.py publishes.  sync commit off: the sessions ran with')
+    print('   synchronous_commit=off, so the per-call CPU cost shows without the WAL flush.')
+    print('   us/event = 1e6 / (tx/s x events/tx), wall clock per event at that throughput; ms/tx:')
+    print("   pgbench's average latency; publish/INSERT = ratio of us/event (>1: publish costs more).")
+    print('   check: each table holds exactly transactions x events/tx rows.  %s'
+          % r.get('settings', ''))
+    if errs is not None:
+        print('   ERROR lines logged by PostgreSQL during the section: %d' % len(errs))
+    print()
+
+
+# ---- 4. drain comparison
+
+def report_drain_compare(d, failures, logged):
+    a = load(d, 'drain_single')
+    a0 = load(d, 'drain_fresh')
+    base = a and a['events_per_s']
+    base0 = a0 and a0['events_per_s']
+    note_errors(d, 'poll', 'polling relay', logged)
+    entries = [('outbox relay (1: A, stale plans)', a, 'drain_single'),
+               ('outbox relay (1: A0, fresh plans)', a0, 'drain_fresh')]
+    for name, label in (('poll', 'polling relay, Python'),
+                        ('bare1', 'bare C producer, linger.ms=1'),
+                        ('bare5', 'bare C producer, librdkafka defaults'),
+                        ('bareb', 'bare C, linger.ms=1, flush per 1000')):
+        r = load(d, 'compare_' + name)
+        if r is None:
+            failures.append('drain comparison %s left no result' % name)
+        entries.append((label, r, 'compare_' + name))
+    rows = []
+    for label, r, key in entries:
+        if r is None:
+            rows.append([label] + ['-'] * 8)
+            continue
+        c = r.get('topic_check')
+        ok = topic_ok(c, r['events'])
+        if key.startswith('compare_'):
+            if not ok:
+                failures.append('topic of %s: consumer read %s messages (%s distinct ce_id), '
+                                'broker appended %s, purged %s; expected %s'
+                                % (label, c and c['messages'], c and c['distinct_ce_id'],
+                                   c and c['high_watermark_total'], c and c['purged'], r['events']))
+            if r.get('what') == 'poll' and r.get('left'):
+                failures.append('polling relay left %d rows' % r['left'])
+        eps = r['events_per_s']
+        rows.append([label, fmt(r['events']), fmt(r['total_s'], 2), fmt(eps, 0),
+                     ratio(base, eps), ratio(base0, eps),
+                     fmt(c and c['messages']), fmt(c and c['distinct_ce_id']),
+                     'ok' if ok else 'FAIL'])
+    table('4. Draining the same backlog: outbox relay, a hand-written polling relay, a bare producer',
+          ['drainer', 'events', 'clock s', 'events/s', 'A / this', 'A0 / this', 'in topic',
+           'distinct ce_id', 'check'], rows)
+    p = load(d, 'compare_poll')
+    print('   outbox relay: section 1 (clock from COMMIT of the backlog until outbox.events is empty).')
+    print('   polling relay: test/bench/poll_relay.py, psycopg2 + confluent-kafka, per pass: BEGIN;')
+    print('      SELECT ... FROM outbox_poll.events ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1000;')
+    print('      produce each (same CloudEvents headers); flush(); DELETE ... WHERE id = ANY(ids);')
+    print('      COMMIT.  acks=all, idempotent, linger.ms=1, murmur2_random.  Backlog already')
+    print('      committed (INSERT ... SELECT%s); clock from its first SELECT to its last COMMIT.'
+          % (', %.1f s' % p['fill_s'] if p else ''))
+    print('   bare C producer: test/bench/bare_producer.c, no database, same events and headers,')
+    print('      idempotent, acks=all, murmur2_random; clock from first produce to last delivery')
+    print('      report.  librdkafka defaults: linger.ms=5 and default batching.  flush per 1000:')
+    print("      waits for every delivery report after each 1000, the relay's batch rhythm.")
+    print('   A / this, A0 / this: events/s of relay run A (A0) divided by this row\'s (>1: relay')
+    print('   faster).  in topic / distinct ce_id: read back by the counting consumer (count_topic.py).')
+    print()
+
+
+# ---- 5. inbox
+
+def report_inbox(d, failures, logged):
+    r = load(d, 'inbox_calls')
+    note_errors(d, 'inbox_calls', 'inbox calls', logged)
+    if r is None:
+        failures.append('the inbox call benchmark left no result')
+    else:
+        by = {}
+        order = []
+        for run in r['runs']:
+            k = (run['case'], run['clients'], run['sync_off'])
+            if k not in order:
+                order.append(k)
+            by[k + (run['side'],)] = run
+            if not run['rows_ok']:
+                failures.append('inbox %s, %s ids, %d client(s): %d rows added for %d transactions'
+                                % (run['side'], run['case'], run['clients'], run['added'],
+                                   run['transactions']))
+        labels = {'random': 'fresh, random (v4)', 'ordered': 'fresh, time-ordered',
+                  'duplicate': 'duplicate'}
+        rows = []
+        for k in order:
+            rv, iv = by.get(k + ('receive',)), by.get(k + ('insert',))
+            ru = rv and rv['us_per_call']
+            iu = iv and iv['us_per_call']
+            rows.append([labels.get(k[0], k[0]), '%d' % k[1], 'off' if k[2] else 'on',
+                         fmt(rv and rv['tps'], 0), fmt(ru, 1), fmt(iv and iv['tps'], 0),
+                         fmt(iu, 1), ratio(ru, iu),
+                         fmt(ru - iu, 1) if ru is not None and iu is not None else '-',
+                         '%s / %s' % (fmt(rv and rv['added']), fmt(iv and iv['added'])),
+                         'ok' if rv and iv and rv['rows_ok'] and iv['rows_ok'] else 'FAIL'])
+        table('5a. Inbox: outbox.receive() vs INSERT ... ON CONFLICT DO NOTHING (pgbench, %d s per run)'
+              % r['seconds'],
+              ['event ids', 'clients', 'sync commit', 'receive tx/s', 'receive us/call',
+               'INSERT tx/s', 'INSERT us/call', 'receive/INSERT', 'extra us/call',
+               'rows added r / I', 'check'], rows, left=3)
+        print("   One call per transaction.  receive('bench', id) vs INSERT INTO a LIKE outbox.inbox")
+        print("   INCLUDING ALL table (pkey (consumer, event_id), index on expires_at) VALUES ('bench',")
+        print("   id, now(), now() + '7 days') ON CONFLICT DO NOTHING.  Each run starts from the table")
+        print('   truncated and preloaded with %s rows, VACUUM ANALYZE, CHECKPOINT.  ids: random ='
+              % fmt(r['preload']))
+        print('   gen_random_uuid(); time-ordered = 48 bits of clock_timestamp() in us, then client id')
+        print('   and a per-client counter (UUID v7-like, always at the right edge of the pkey);')
+        print('   duplicate = one of the preloaded ids (nothing inserted).  Same id expression on both')
+        print('   sides.  sync commit off: synchronous_commit=off, CPU cost without the WAL flush.')
+        print('   receive/INSERT = ratio of us/call.  check: rows added = transactions (fresh), 0 (dup).')
+        print()
+
+    rows = []
+    runs = []
+    for name, label in (('purge_small_function', 'purge_inbox(), one call'),
+                        ('purge_small_relay', "relay's own purge"),
+                        ('purge_function', 'purge_inbox(), one call')):
+        p = load(d, 'inbox_' + name)
+        note_errors(d, 'inbox_' + name, 'inbox ' + name, logged)
+        if p is None:
+            continue
+        runs.append(p)
+        if not p.get('check_ok'):
+            failures.append('inbox purge (%s, %s rows): %s rows purged of %s expired, %s left'
+                            % (p['method'], p['rows'], p.get('purged'), p['expired'], p.get('left')))
+        sb, sa, sv = p.get('size_before'), p.get('size_after'), p.get('size_after_vacuum')
+        rows.append([label, fmt(p['rows']), fmt(p['expired']), fmt(p['fill_s'], 1),
+                     fmt(p.get('purge_s'), 2), fmt(p.get('rows_per_s'), 0),
+                     '%s + %s' % (mb(sb and sb['table']), mb(sb and sb['indexes'])),
+                     '%s + %s' % (mb(sa and sa['table']), mb(sa and sa['indexes'])),
+                     ('%s + %s' % (mb(sv['table']), mb(sv['indexes']))) if sv else '-',
+                     fmt(p.get('vacuum_s'), 1),
+                     'ok' if p.get('check_ok') else ('TIMEOUT' if p.get('timed_out') else 'FAIL')])
+    if not runs:
+        failures.append('the inbox purge benchmark left no result')
+        return
+    table('5b. Inbox purge of expired rows',
+          ['purge by', 'inbox rows', 'expired', 'fill s', 'purge s', 'rows/s',
+           'MB before (table + idx)', 'after purge', 'after VACUUM', 'VACUUM s', 'check'],
+          rows)
+    print('   outbox.inbox filled by INSERT ... SELECT (as superuser; fill s) with one consumer,')
+    print('   time-ordered ids, received_at over the last 14 days, expires_at = received_at + 7 days')
+    print('   (older half expired), then VACUUM ANALYZE.  purge_inbox(): SELECT outbox.purge_inbox(),')
+    print('   every batch of outbox.purge_batch_size (%s) in the one calling transaction.  relay\'s own'
+          % fmt(runs[0].get('purge_batch_size')))
+    print('   purge: outbox.purge_interval set to 100 ms, timed until outbox.stats.purged grew by the')
+    print('   expired rows; a transaction per batch.  The relays\' purge is held off (purge_interval')
+    print('   at its maximum) otherwise.  rows/s = rows purged / purge s.  MB: pg_table_size +')
+    print('   pg_indexes_size.  check: every row expired before the purge is gone, the rest are there.')
+    print()
+
 
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
+    sections = set((load(d, 'sections') or {}).get('sections', [1, 2]))
     failures = []
     logged = []
 
@@ -76,91 +296,101 @@ def main():
     print()
 
     # ---- 1. drain
-    rows = []
-    base = None
-    for name, label in (('single', 'A: 1 transaction'),
-                        ('fresh', 'A0: 1 transaction, fresh plans'),
-                        ('small', 'B: small transactions')):
-        r = load(d, 'drain_' + name)
-        c = r.get('topic_check')
-        errs = errors(d, 'drain_' + name)
-        if r is None:
-            failures.append('drain %s left no result' % name)
-            continue
-        if name == 'single':
-            base = r['events_per_s']
-        in_topic = c['messages'] if c else None
-        distinct = c['distinct_ce_id'] if c else None
-        ok = (c is not None and in_topic == r['events'] and distinct == r['events']
-              and c['high_watermark_total'] == r['events'] + c['warmup'] and not c['purged'])
-        if not ok:
-            failures.append('topic of drain %s: consumer read %s messages (%s distinct ce_id), '
-                            'broker appended %s, partitions purged before read %s; expected %s'
-                            % (name, in_topic, distinct, c and c['high_watermark_total'],
-                               c and c['purged'], r['events']))
-        if errs:
-            logged.append(('drain ' + name, errs))
-        rows.append([label, '%s x %s' % (fmt(r['transactions']), fmt(r['tx_size'])),
-                     fmt(r['publish_s'], 2), fmt(r['drain_s'], 2), fmt(r['total_s'], 2),
-                     fmt(r['events_per_s'], 0), ratio(r['events_per_s'], base),
-                     fmt(r['steady_events_per_s'], 0), fmt(r['max_pending']),
-                     fmt(len(errs)) if errs is not None else '-',
-                     fmt(in_topic), fmt(distinct), 'ok' if ok else 'FAIL'])
-    table('1. Drain rate of a backlog: events/s = events / clock',
-          ['backlog', 'tx x events', 'publish s', 'commit->empty s', 'clock s', 'events/s',
-           'vs A', 'steady ev/s', 'max pending', 'log ERRORs', 'in topic', 'distinct ce_id',
-           'check'], rows)
-    print('   A: clock runs from just before COMMIT until outbox.events is empty; the relay sees')
-    print('      the whole backlog at once.  steady ev/s: while the backlog went from 90% to 10%.')
-    print('      Before A and B the relay relayed one event on the freshly vacuumed, empty table,')
-    print('      as in service after a quiet period, so its cached plans were made for a tiny table.')
-    print('   A0: as A, but the table was vacuumed again after that event, so the relay planned')
-    print('      its statements with the backlog present.')
-    print('   B: clock runs from starting psql (one session, transactions back to back) until')
-    print('      empty; the relay works while they are published, so B is bound by publishing.')
-    print('   publish s: time to publish (A: before COMMIT); commit->empty s: last COMMIT until')
-    print('   empty; max pending: most events waiting at a 50 ms probe; vs A: events/s ratio;')
-    print('   in topic / distinct ce_id: what a confluent-kafka consumer, assigned to the topic')
-    print('   before publishing, read from it (check: both equal the events published).')
-    print()
+    if 1 in sections:
+        rows = []
+        base = None
+        for name, label in (('single', 'A: 1 transaction'),
+                            ('fresh', 'A0: 1 transaction, fresh plans'),
+                            ('small', 'B: small transactions')):
+            r = load(d, 'drain_' + name)
+            errs = errors(d, 'drain_' + name)
+            if r is None:
+                failures.append('drain %s left no result' % name)
+                continue
+            c = r.get('topic_check')
+            if name == 'single':
+                base = r['events_per_s']
+            in_topic = c['messages'] if c else None
+            distinct = c['distinct_ce_id'] if c else None
+            ok = (c is not None and in_topic == r['events'] and distinct == r['events']
+                  and c['high_watermark_total'] == r['events'] + c['warmup'] and not c['purged'])
+            if not ok:
+                failures.append('topic of drain %s: consumer read %s messages (%s distinct ce_id), '
+                                'broker appended %s, partitions purged before read %s; expected %s'
+                                % (name, in_topic, distinct, c and c['high_watermark_total'],
+                                   c and c['purged'], r['events']))
+            if errs:
+                logged.append(('drain ' + name, errs))
+            rows.append([label, '%s x %s' % (fmt(r['transactions']), fmt(r['tx_size'])),
+                         fmt(r['publish_s'], 2), fmt(r['drain_s'], 2), fmt(r['total_s'], 2),
+                         fmt(r['events_per_s'], 0), ratio(r['events_per_s'], base),
+                         fmt(r['steady_events_per_s'], 0), fmt(r['max_pending']),
+                         fmt(len(errs)) if errs is not None else '-',
+                         fmt(in_topic), fmt(distinct), 'ok' if ok else 'FAIL'])
+        table('1. Drain rate of a backlog: events/s = events / clock',
+              ['backlog', 'tx x events', 'publish s', 'commit->empty s', 'clock s', 'events/s',
+               'vs A', 'steady ev/s', 'max pending', 'log ERRORs', 'in topic', 'distinct ce_id',
+               'check'], rows)
+        print('   A: clock runs from just before COMMIT until outbox.events is empty; the relay sees')
+        print('      the whole backlog at once.  steady ev/s: while the backlog went from 90% to 10%.')
+        print('      Before A and B the relay relayed one event on the freshly vacuumed, empty table,')
+        print('      as in service after a quiet period, so its cached plans were made for a tiny table.')
+        print('   A0: as A, but the table was vacuumed again after that event, so the relay planned')
+        print('      its statements with the backlog present.')
+        print('   B: clock runs from starting psql (one session, transactions back to back) until')
+        print('      empty; the relay works while they are published, so B is bound by publishing.')
+        print('   publish s: time to publish (A: before COMMIT); commit->empty s: last COMMIT until')
+        print('   empty; max pending: most events waiting at a 50 ms probe; vs A: events/s ratio;')
+        print('   in topic / distinct ce_id: what a confluent-kafka consumer, assigned to the topic')
+        print('   before publishing, read from it (check: both equal the events published).')
+        print()
 
     # ---- 2. latency
-    o = load(d, 'latency_outbox')
-    b = load(d, 'latency_bare')
-    if o is None or b is None:
-        failures.append('a latency run left no result')
-    else:
-        errs = errors(d, 'latency_outbox')
-        if errs:
-            logged.append(('latency outbox', errs))
-        rows = []
-        for k in ('p50', 'p90', 'p99', 'p99.9', 'max', 'mean'):
-            ov, bv = o['latency_ms'][k], b['latency_ms'][k]
-            rows.append([k, fmt(ov, 2), fmt(bv, 2), ratio(ov, bv, 1)])
-        table('2. Latency at %s events/s for %s s (one event per transaction), ms'
-              % (fmt(o['rate'], 0), fmt(o['seconds'], 0)),
-              ['percentile', 'outbox', 'bare producer', 'outbox/bare'], rows)
-        print('   outbox: COMMIT returned -> consumer received; bare: produce() called -> consumer')
-        print('   received (confluent-kafka producer, acks=all, idempotent, linger.ms=1, same events).')
-        print()
+    if 2 in sections:
+        o = load(d, 'latency_outbox')
+        b = load(d, 'latency_bare')
+        if o is None or b is None:
+            failures.append('a latency run left no result')
+        else:
+            errs = errors(d, 'latency_outbox')
+            if errs:
+                logged.append(('latency outbox', errs))
+            rows = []
+            for k in ('p50', 'p90', 'p99', 'p99.9', 'max', 'mean'):
+                ov, bv = o['latency_ms'][k], b['latency_ms'][k]
+                rows.append([k, fmt(ov, 2), fmt(bv, 2), ratio(ov, bv, 1)])
+            table('2. Latency at %s events/s for %s s (one event per transaction), ms'
+                  % (fmt(o['rate'], 0), fmt(o['seconds'], 0)),
+                  ['percentile', 'outbox', 'bare producer', 'outbox/bare'], rows)
+            print('   outbox: COMMIT returned -> consumer received; bare: produce() called -> consumer')
+            print('   received (confluent-kafka producer, acks=all, idempotent, linger.ms=1, same events).')
+            print()
 
-        rows = []
-        for r, label in ((o, 'outbox'), (b, 'bare producer')):
-            rtt = r.get('commit_rtt_ms')
-            rows.append([label, fmt(r['sent']), fmt(r['received']), fmt(r['lost']),
-                         fmt(r['duplicates']), fmt(r['unexpected']),
-                         fmt(r['achieved_rate'], 1), fmt(r['producer_problems']),
-                         fmt(r.get('over_100ms')),
-                         '%s / %s' % (fmt(rtt['p50'], 2), fmt(rtt['p99'], 2)) if rtt else '-',
-                         (fmt(len(errs)) if errs is not None else '-') if r is o else '-'])
-            if r['lost'] or r['unexpected'] or r['producer_problems']:
-                failures.append('latency %s: %d lost, %d unexpected, %d producer failures'
-                                % (r['mode'], r['lost'], r['unexpected'], r['producer_problems']))
-        table('2b. Latency runs: what arrived',
-              ['run', 'sent', 'received', 'lost', 'duplicates', 'unexpected', 'sent/s',
-               'producer failures', 'over 100 ms', 'publish+COMMIT p50 / p99 ms', 'log ERRORs'],
-              rows)
-        print()
+            rows = []
+            for r, label in ((o, 'outbox'), (b, 'bare producer')):
+                rtt = r.get('commit_rtt_ms')
+                rows.append([label, fmt(r['sent']), fmt(r['received']), fmt(r['lost']),
+                             fmt(r['duplicates']), fmt(r['unexpected']),
+                             fmt(r['achieved_rate'], 1), fmt(r['producer_problems']),
+                             fmt(r.get('over_100ms')),
+                             '%s / %s' % (fmt(rtt['p50'], 2), fmt(rtt['p99'], 2)) if rtt else '-',
+                             (fmt(len(errs)) if errs is not None else '-') if r is o else '-'])
+                if r['lost'] or r['unexpected'] or r['producer_problems']:
+                    failures.append('latency %s: %d lost, %d unexpected, %d producer failures'
+                                    % (r['mode'], r['lost'], r['unexpected'], r['producer_problems']))
+            table('2b. Latency runs: what arrived',
+                  ['run', 'sent', 'received', 'lost', 'duplicates', 'unexpected', 'sent/s',
+                   'producer failures', 'over 100 ms', 'publish+COMMIT p50 / p99 ms', 'log ERRORs'],
+                  rows)
+            print()
+
+    # ---- 3..5
+    if 3 in sections:
+        report_publish(d, failures, logged)
+    if 4 in sections:
+        report_drain_compare(d, failures, logged)
+    if 5 in sections:
+        report_inbox(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))

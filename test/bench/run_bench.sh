@@ -20,6 +20,35 @@
 #     then the floor: a bare confluent-kafka producer with the relay's
 #     settings sending the same events to the same broker, and the ratio
 #     outbox/bare (test/bench/latency.py).
+#  3. Publish cost: outbox.publish() against a plain INSERT of the same rows
+#     into a table like outbox.events, with pgbench (custom scripts, -M
+#     prepared, BENCH_PGBENCH_SECONDS s per run, default 10): transactions
+#     of 1 and of 100 events, at each client count of BENCH_PUBLISH_CLIENTS
+#     (default "1 2"); tx/s, us/event, ratio.  The relay is paused meanwhile
+#     (test/bench/publish_cost.py).
+#  4. Drain comparison: the backlog of 1 (BENCH_EVENTS events) drained by a
+#     hand-written Python polling relay (SELECT ... FOR UPDATE SKIP LOCKED
+#     LIMIT 1000, produce, flush, DELETE, COMMIT; test/bench/poll_relay.py)
+#     from a table like outbox.events, and sent by a bare C librdkafka
+#     producer with no database (test/bench/bare_producer.c, compiled into
+#     the scratch directory): linger.ms=1, librdkafka defaults, and linger.ms=1
+#     waiting for delivery after each 1000; beside the relay's rate from 1
+#     (test/bench/drain_compare.py).  Each topic is read back and counted.
+#  5. Inbox: outbox.receive() against INSERT ... ON CONFLICT DO NOTHING on a
+#     table like outbox.inbox, with pgbench, for fresh random (v4) ids, fresh
+#     time-ordered ids and duplicates (BENCH_INBOX_CLIENTS, default "1";
+#     tables preloaded with BENCH_INBOX_PRELOAD rows, default 100000); then
+#     purging: outbox.inbox filled with BENCH_INBOX_ROWS rows (default
+#     10000000, half expired), VACUUM ANALYZE, SELECT outbox.purge_inbox()
+#     timed, sizes before/after, VACUUM; and first, on BENCH_INBOX_SMALL_ROWS
+#     rows (default 2000000; 0 skips it), purge_inbox() against the relay's
+#     own purge (test/bench/inbox_bench.py).
+#     With BENCH_SYNC_OFF=1 (the default) 3 and 5 add single-call runs with
+#     synchronous_commit=off, where the CPU cost shows without the WAL flush.
+#
+# BENCH_SECTIONS picks sections (default "1 2 3 4 5"; 4 takes the relay's
+# figures from 1).  Default sizes take about 10 minutes on 2 CPUs, most of
+# it filling and purging the 10M-row inbox (BENCH_INBOX_ROWS scales it).
 #
 # Everything runs on this machine: the test Kafka broker (test/kafka_broker,
 # librdkafka's mock cluster on loopback, one broker, 4 partitions per topic),
@@ -61,7 +90,18 @@ EVENTS=${BENCH_EVENTS:-200000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
+SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5}
+PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
+PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2}
+SYNC_OFF=${BENCH_SYNC_OFF:-1}
+INBOX_CLIENTS=${BENCH_INBOX_CLIENTS:-1}
+INBOX_PRELOAD=${BENCH_INBOX_PRELOAD:-100000}
+INBOX_ROWS=${BENCH_INBOX_ROWS:-10000000}
+INBOX_SMALL_ROWS=${BENCH_INBOX_SMALL_ROWS:-2000000}
 TX_SIZE=100
+want() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
+SYNC_FLAG=""
+[ "$SYNC_OFF" = 1 ] && SYNC_FLAG=--sync-off
 if [ $((EVENTS % TX_SIZE)) != 0 ] || [ "$EVENTS" -lt "$TX_SIZE" ]; then
     echo "BENCH_EVENTS must be a positive multiple of $TX_SIZE" >&2
     exit 1
@@ -137,7 +177,8 @@ exec 3> "$WORK/broker.ctl"
 for _ in $(seq 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
 BOOTSTRAP=$(cat "$WORK/bootstrap")
 [ -n "$BOOTSTRAP" ] || { echo "the test broker did not start" >&2; exit 1; }
-for t in drain.single drain.fresh drain.small latency.outbox latency.bare; do
+for t in drain.single drain.fresh drain.small latency.outbox latency.bare \
+         drain.poll drain.bare1 drain.bare5 drain.bareb; do
     broker_cmd "topic $t 4"
 done
 
@@ -175,6 +216,7 @@ export BENCH_M_NPROC=$(nproc)
 export BENCH_M_CPU=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//')
 export BENCH_M_PG="PostgreSQL $PGVERSION"
 export BENCH_M_SETUP="$EVENTS-event backlogs; latency at $RATE events/s for $SECS s; $BROKER_NOTE, 1 broker on loopback, 4 partitions per topic; $SETTINGS"
+echo "{\"sections\": [$(echo $SECTIONS | sed 's/ /, /g')]}" > "$RES/sections.json"
 $PY - "$RES/machine.json" <<'PYEOF'
 import ctypes, json, os, sys
 try:
@@ -201,6 +243,7 @@ log_errors() {
 }
 PROBE=${BENCH_PROBE:-minmax}
 
+if want 1; then
 step "drain 1/3: $EVENTS events in one transaction"
 prepare_phase
 log_mark
@@ -222,7 +265,9 @@ timeout 900 $PY $BENCH_DIR/drain.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" --mode
     --probe "$PROBE" --tx-size $TX_SIZE --topic drain.small \
     --psql "psql -h $WORK -p $PORT -U postgres -d bench" > "$RES/drain_small.json"
 log_errors drain_small
+fi
 
+if want 2; then
 step "latency 1/2: outbox, $RATE events/s for $SECS s"
 prepare_phase
 log_mark
@@ -233,6 +278,59 @@ log_errors latency_outbox
 step "latency 2/2: bare producer, $RATE events/s for $SECS s"
 timeout 600 $PY $BENCH_DIR/latency.py run --mode bare --bootstrap "$BOOTSTRAP" \
     --topic latency.bare --rate "$RATE" --seconds "$SECS" > "$RES/latency_bare.json"
+fi
+
+if want 3; then
+step "publish cost: publish() vs INSERT, pgbench ${PGB_SECS}s per run, clients: $PUB_CLIENTS"
+log_mark
+timeout 1800 $PY $BENCH_DIR/publish_cost.py --dsn "$DSN" --seconds "$PGB_SECS" \
+    --clients "$PUB_CLIENTS" $SYNC_FLAG > "$RES/publish.json"
+log_errors publish
+fi
+
+if want 4; then
+step "drain comparison 1/4: polling relay (Python), $EVENTS events"
+prepare_phase
+log_mark
+timeout 900 $PY $BENCH_DIR/drain_compare.py poll --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
+    --topic drain.poll --events "$EVENTS" > "$RES/compare_poll.json"
+log_errors poll
+cc -O2 -Wall -o "$WORK/bare_producer" $BENCH_DIR/bare_producer.c -lrdkafka
+n=2
+for v in "bare1 1 0" "bare5 default 0" "bareb 1 1000"; do
+    set -- $v
+    step "drain comparison $n/4: bare C producer, linger.ms=$2, flush every ${3/#0/-}, $EVENTS events"
+    timeout 900 $PY $BENCH_DIR/drain_compare.py bare --binary "$WORK/bare_producer" \
+        --bootstrap "$BOOTSTRAP" --topic "drain.$1" --events "$EVENTS" --linger "$2" \
+        --flush-every "$3" > "$RES/compare_$1.json"
+    n=$((n + 1))
+done
+fi
+
+if want 5; then
+step "inbox 1/4: receive() vs INSERT ON CONFLICT, pgbench ${PGB_SECS}s per run, clients: $INBOX_CLIENTS"
+log_mark
+timeout 1800 $PY $BENCH_DIR/inbox_bench.py calls --dsn "$DSN" --seconds "$PGB_SECS" \
+    --clients "$INBOX_CLIENTS" --preload "$INBOX_PRELOAD" $SYNC_FLAG > "$RES/inbox_calls.json"
+log_errors inbox_calls
+if [ "$INBOX_SMALL_ROWS" -gt 0 ]; then
+    step "inbox 2/4: purge_inbox() on $INBOX_SMALL_ROWS rows"
+    log_mark
+    timeout 1800 $PY $BENCH_DIR/inbox_bench.py purge --dsn "$DSN" --rows "$INBOX_SMALL_ROWS" \
+        --method function > "$RES/inbox_purge_small_function.json"
+    log_errors inbox_purge_small_function
+    step "inbox 3/4: the relay's own purge on $INBOX_SMALL_ROWS rows"
+    log_mark
+    timeout 1800 $PY $BENCH_DIR/inbox_bench.py purge --dsn "$DSN" --rows "$INBOX_SMALL_ROWS" \
+        --method relay > "$RES/inbox_purge_small_relay.json"
+    log_errors inbox_purge_small_relay
+fi
+step "inbox 4/4: purge_inbox() on $INBOX_ROWS rows (fill, VACUUM ANALYZE, purge, VACUUM)"
+log_mark
+timeout 3600 $PY $BENCH_DIR/inbox_bench.py purge --dsn "$DSN" --rows "$INBOX_ROWS" \
+    --method function --vacuum > "$RES/inbox_purge_function.json"
+log_errors inbox_purge_function
+fi
 
 
 step "done"
