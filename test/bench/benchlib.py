@@ -167,3 +167,38 @@ def log(msg):
     import time
     sys.stderr.write('   %s %s\n' % (time.strftime('%H:%M:%S'), msg))
     sys.stderr.flush()
+
+
+def process_cpu_s(pid):
+    """CPU seconds (user + system) a process has used so far, from
+    /proc/PID/stat; None when it cannot be read."""
+    import os
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alternating(sides, rounds):
+    """The order of runs for `rounds` rounds over `sides`, reversed every
+    other round (A B, B A, A B ...), so that drift in the machine (WAL flush
+    latency, checkpoints, caches) falls on both sides alike."""
+    out = []
+    for r in range(rounds):
+        out += [(r, s) for s in (sides if r % 2 == 0 else list(reversed(sides)))]
+    return out
+
+
+def combine(runs):
+    """Several pgbench runs of one configuration as one: tps is the mean of
+    the runs' (equal durations), transactions summed, latency the mean, and
+    spread = (max - min) / mean of the runs' tps."""
+    tps = [r['tps'] for r in runs]
+    mean = sum(tps) / len(tps)
+    return {'tps': mean,
+            'transactions': sum(r['transactions'] for r in runs),
+            'latency_ms': sum(r['latency_ms'] for r in runs) / len(runs),
+            'spread': (max(tps) - min(tps)) / mean if mean else None,
+            'rounds': len(runs)}

@@ -13,8 +13,11 @@ inbox_bench.py calls ...
     fillfactor).  Each run: both tables truncated, the table under test
     preloaded with --preload rows (ids 00000000-...-000000000001 up, one
     consumer, expiring in 7 days), VACUUM ANALYZE, CHECKPOINT, then pgbench
-    (-n -M prepared, -T --seconds) with one custom script.  Ids, the same
-    expression on both sides:
+    (-n -M prepared, one custom script, one call per transaction).  Each
+    side gets --seconds in all, split into --rounds runs, the sides
+    alternating (receive, insert, insert, receive, ...); report.py combines
+    them.  --sync-off adds random and ordered at 1 client with
+    synchronous_commit=off.  Ids, the same expression on both sides:
       random    gen_random_uuid() (v4): every call a new id, anywhere in the
                 primary key;
       ordered   a new time-ordered id per call, like publish()'s UUID v7:
@@ -57,7 +60,7 @@ import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 import psycopg2
 import psycopg2.errors
 
-from benchlib import log, pgbench, relation_sizes
+from benchlib import alternating, log, pgbench, relation_sizes
 
 CONSUMER = 'bench'
 PLAIN = 'bench_plain_inbox.inbox'
@@ -110,11 +113,12 @@ def calls(a):
     if a.sync_off:
         # a duplicate writes nothing, so its commit waits for no WAL flush
         configs += [(case, 1, True) for case in cases if case != 'duplicate']
+    secs = max(1, a.seconds // a.rounds)
     runs = []
     rc = 0
     try:
         for case, c, sync_off in configs:
-            for side in a.sides.split():
+            for rnd, side in alternating(a.sides.split(), a.rounds):
                 table = INBOX if side == 'receive' else PLAIN
                 cur.execute('TRUNCATE outbox.inbox, %s' % PLAIN)
                 cur.execute("INSERT INTO %s (consumer, event_id, received_at, expires_at)"
@@ -124,16 +128,15 @@ def calls(a):
                             (CONSUMER, a.preload))
                 cur.execute('VACUUM ANALYZE %s' % table)
                 cur.execute('CHECKPOINT')
-                log('%s, %s ids, %d client(s), %d s%s' % (side, case, c, a.seconds,
+                log('%s, %s ids, %d client(s), %d s%s' % (side, case, c, secs,
                     ', synchronous_commit=off' if sync_off else ''))
-                r = pgbench(a.dsn, script(case, side, a.preload), c, a.seconds,
+                r = pgbench(a.dsn, script(case, side, a.preload), c, secs,
                             defines={'n': 0} if case == 'ordered' else None,
                             sync_off=sync_off)
                 cur.execute('SELECT pg_catalog.count(*) FROM %s' % table)
                 added = cur.fetchone()[0] - a.preload
                 want = 0 if case == 'duplicate' else r['transactions']
-                r.update({'case': case, 'side': side, 'added': added,
-                          'us_per_call': 1e6 / r['tps'] if r['tps'] else None,
+                r.update({'case': case, 'side': side, 'added': added, 'round': rnd,
                           'rows_ok': added == want})
                 if added != want:
                     print('inbox_bench: %s %s c%d: %d rows added, expected %d'
@@ -146,7 +149,7 @@ def calls(a):
     finally:
         cur.execute('TRUNCATE outbox.inbox')
         cur.execute('DROP SCHEMA bench_plain_inbox CASCADE')
-    print(json.dumps({'seconds': a.seconds, 'preload': a.preload, 'runs': runs}))
+    print(json.dumps({'seconds': secs, 'rounds': a.rounds, 'preload': a.preload, 'runs': runs}))
     return rc
 
 
@@ -290,7 +293,9 @@ def main():
     sub = ap.add_subparsers(dest='cmd', required=True)
     c = sub.add_parser('calls')
     c.add_argument('--dsn', required=True)
-    c.add_argument('--seconds', type=int, default=10)
+    c.add_argument('--seconds', type=int, default=10, help='per side and configuration')
+    c.add_argument('--rounds', type=int, default=2,
+                   help='split --seconds into this many runs per side, alternating sides')
     c.add_argument('--clients', default='1')
     c.add_argument('--preload', type=int, default=100000)
     c.add_argument('--cases', default='random ordered duplicate')

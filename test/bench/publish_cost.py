@@ -14,23 +14,31 @@ the event id (publish makes a UUID v7) and convert_to(payload::text, 'UTF8')
 for the jsonb-to-bytea conversion.
 
 Transaction shapes, each run with pgbench (-n -M prepared, one custom
-script, -T --seconds) at each client count of --clients:
+script) at each client count of --clients:
    1 event   one statement per transaction (autocommit);
    100 events one statement writing 100 rows (generate_series) per
              transaction, as drain.py publishes.
+With --sync-off, also 1 event, 1 client, with the sessions' synchronous_
+commit off (PGOPTIONS), where the CPU cost is not hidden by the WAL flush.
+Each side of each configuration gets --seconds in all, split into --rounds
+runs of pgbench -T seconds/rounds, the sides alternating (publish, insert,
+insert, publish, ...) so that drift in the machine (the WAL flush latency
+of this VM wanders by tens of percent) falls on both alike.
 
 The relay is paused (outbox.pause_relay()) for the whole section so that it
 does not compete for the CPUs, and resumed at the end, with outbox.events
 emptied first so it has nothing to send.  Both tables are truncated and a
 CHECKPOINT is taken before every run.  A paused relay still wakes at each
 publishing COMMIT (publish() sets its latch) and looks at outbox.paused:
-that cost is part of publish() and is included.
+that cost is part of publish() and is included; the CPU time the relay
+process used during each run is recorded (relay_cpu_s, from /proc).
 
 Check: after each run the table holds exactly transactions x events rows.
 
-Prints one JSON object: runs (one per shape x clients x side: tps,
-latency_ms, transactions, rows, us_per_event = 1e6 / (tps x events)), the
-index definitions of both tables, and the settings that matter.
+Prints one JSON object: runs (one per shape x clients x sync x side x
+round: tps, latency_ms, transactions, rows, relay_cpu_s), the index
+definitions of both tables, and the settings that matter; report.py
+combines the rounds (benchlib.combine).
 Exit status 0 on success, 1 when a run failed or left a wrong row count.
 """
 
@@ -42,7 +50,7 @@ import time
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 import psycopg2
 
-from benchlib import KEY_SQL, PAYLOAD_SQL, log, pgbench
+from benchlib import KEY_SQL, PAYLOAD_SQL, alternating, log, pgbench, process_cpu_s
 
 TOPIC = 'bench.publish'
 MAX_I = 200000          # keeps (i * 7919) in int4, as in the drain section
@@ -97,7 +105,9 @@ def wait_state(cur, paused, timeout=30):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dsn', required=True)
-    ap.add_argument('--seconds', type=int, default=10)
+    ap.add_argument('--seconds', type=int, default=10, help='per side and configuration')
+    ap.add_argument('--rounds', type=int, default=2,
+                    help='split --seconds into this many runs per side, alternating sides')
     ap.add_argument('--clients', default='1 2', help='client counts, space-separated')
     ap.add_argument('--shapes', default='1 100', help='events per transaction, space-separated')
     ap.add_argument('--sync-off', action='store_true',
@@ -128,12 +138,16 @@ def main():
     if cur.fetchone()[0] != 0:
         print('publish_cost: outbox.events is not empty at start', file=sys.stderr)
         return 1
+    cur.execute('SELECT pid FROM outbox.stats WHERE datname = pg_catalog.current_database()')
+    row = cur.fetchone()
+    relay_pid = row[0] if row else None
     cur.execute('SELECT outbox.pause_relay()')
     if not wait_state(cur, True):
         print('publish_cost: the relay did not report "paused" within 30 s', file=sys.stderr)
         cur.execute('SELECT outbox.resume_relay()')
         return 1
 
+    secs = max(1, a.seconds // a.rounds)
     configs = [(shape, c, False) for shape in shapes for c in clients]
     if a.sync_off and 1 in shapes:
         configs.insert(len(clients), (1, 1, True))
@@ -141,17 +155,19 @@ def main():
     rc = 0
     try:
         for shape, c, sync_off in configs:
-            for side in ('publish', 'insert'):
+            for rnd, side in alternating(['publish', 'insert'], a.rounds):
                 cur.execute('TRUNCATE outbox.events, %s' % PLAIN)
                 cur.execute('CHECKPOINT')
                 log('%s, %d event(s) per transaction, %d client(s), %d s%s'
-                    % (side, shape, c, a.seconds,
-                       ', synchronous_commit=off' if sync_off else ''))
-                r = pgbench(a.dsn, SCRIPTS[(side, shape)], c, a.seconds, sync_off=sync_off)
+                    % (side, shape, c, secs, ', synchronous_commit=off' if sync_off else ''))
+                cpu0 = process_cpu_s(relay_pid) if relay_pid else None
+                r = pgbench(a.dsn, SCRIPTS[(side, shape)], c, secs, sync_off=sync_off)
+                cpu1 = process_cpu_s(relay_pid) if relay_pid else None
                 cur.execute('SELECT pg_catalog.count(*) FROM %s' % TABLE_OF[side])
                 rows = cur.fetchone()[0]
-                r.update({'side': side, 'events_per_tx': shape, 'rows': rows,
-                          'us_per_event': 1e6 / (r['tps'] * shape) if r['tps'] else None,
+                r.update({'side': side, 'events_per_tx': shape, 'rows': rows, 'round': rnd,
+                          'relay_cpu_s': (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None
+                          else None,
                           'rows_ok': rows == r['transactions'] * shape})
                 if not r['rows_ok']:
                     print('publish_cost: %s x%d c%d: %d rows for %d transactions'
@@ -169,8 +185,8 @@ def main():
             print('publish_cost: the relay still reported "paused" 30 s after resume', file=sys.stderr)
             rc = 1
         cur.execute('DROP SCHEMA bench_plain_pub CASCADE')
-    print(json.dumps({'seconds': a.seconds, 'runs': runs, 'indexes': indexes,
-                      'settings': settings, 'max_i': MAX_I}))
+    print(json.dumps({'seconds': secs, 'rounds': a.rounds, 'runs': runs, 'relay_pid': relay_pid,
+                      'indexes': indexes, 'settings': settings, 'max_i': MAX_I}))
     return rc
 
 

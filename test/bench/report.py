@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Prints the tables of test/bench/run_bench.sh from the results its helpers
-left in a directory (machine.json, drain_single.json, drain_fresh.json, drain_small.json,
-latency_outbox.json, latency_bare.json,
-and errors_PHASE.txt: the ERROR lines PostgreSQL logged during a phase).
-Measures nothing itself.
+left in a directory (machine.json, sections.json, drain_single.json,
+drain_fresh.json, drain_small.json, latency_outbox.json, latency_bare.json,
+publish.json, compare_{poll,bare1,bare5,bareb}.json, inbox_calls.json,
+inbox_purge_*.json, and errors_PHASE.txt: the ERROR lines PostgreSQL logged
+during a phase).  Only the sections listed in sections.json are printed
+and checked (1 and 2 when it is missing).  Measures nothing itself.
 
 Exit status 1 when a correctness check failed (a topic does not hold exactly
-the events published, events were lost, a step left no result): that means
-something broke.  Speed never decides the exit status, and neither do ERROR
+the events published, events were lost, a table did not get exactly the rows
+a benchmark wrote, a purge left expired rows or took others, a step left no
+result): that means something broke.  Speed never decides the exit status, and neither do ERROR
 lines in the log (they are shown, with the phase they happened in).
 """
 
@@ -70,6 +73,21 @@ def topic_ok(c, events):
             and c['high_watermark_total'] == events + c['warmup'] and not c['purged'])
 
 
+def topic_accounted(c, events):
+    """Section 4's check: the broker appended exactly the events (plus
+    warm-ups), and each was either read by the counting consumer (distinct
+    ce_id) or dropped by the mock broker before it could be read (skipped
+    offsets: a bare producer outruns the consumer by more than the mock's
+    5 MB per partition)."""
+    if c is None:
+        return False
+    skipped = c.get('skipped', 0)
+    return (c['high_watermark_total'] == events + c['warmup']
+            and c['messages'] + c['warmup'] + skipped == c['high_watermark_total']
+            and c['distinct_ce_id'] == c['messages'] and not c['purged']
+            and not c.get('unfinished_partitions'))
+
+
 def mb(v):
     return '-' if v is None else '{:,.0f}'.format(v / 1048576.0)
 
@@ -83,54 +101,84 @@ def note_errors(d, phase, label, logged):
 
 # ---- 3. publish cost
 
+def group_runs(runs, keyf):
+    """{key: [runs]} in first-seen order of keys (a list of keys too)."""
+    groups, order = {}, []
+    for r in runs:
+        k = keyf(r)
+        if k not in groups:
+            groups[k] = []
+            order.append(k)
+        groups[k].append(r)
+    return groups, order
+
+
+def pct(v):
+    return '-' if v is None else '{:.0f}%'.format(v * 100)
+
+
 def report_publish(d, failures, logged):
+    from benchlib import combine
     r = load(d, 'publish')
     errs = note_errors(d, 'publish', 'publish cost', logged)
     if r is None:
         failures.append('the publish-cost section left no result')
         return
-    by = {}
     for run in r['runs']:
-        by[(run['events_per_tx'], run['clients'], run['sync_off'], run['side'])] = run
         if not run['rows_ok']:
             failures.append('publish cost: %s, %d event(s)/tx, %d client(s): %d rows for %d '
                             'transactions' % (run['side'], run['events_per_tx'], run['clients'],
                                               run['rows'], run['transactions']))
+    groups, _ = group_runs(r['runs'], lambda x: (x['events_per_tx'], x['clients'], x['sync_off'],
+                                                 x['side']))
+    _, order = group_runs(r['runs'], lambda x: (x['events_per_tx'], x['clients'], x['sync_off']))
     rows = []
-    seen = []
-    for run in r['runs']:
-        k = (run['events_per_tx'], run['clients'], run['sync_off'])
-        if k in seen:
-            continue
-        seen.append(k)
-        p, i = by.get(k + ('publish',)), by.get(k + ('insert',))
-        pu = p and p['us_per_event']
-        iu = i and i['us_per_event']
+    for k in order:
+        side = {}
+        for s in ('publish', 'insert'):
+            g = groups.get(k + (s,))
+            if not g:
+                side[s] = None
+                continue
+            c = combine(g)
+            c['us'] = 1e6 / (c['tps'] * k[0]) if c['tps'] else None
+            cpu = [x.get('relay_cpu_s') for x in g]
+            c['relay_cpu'] = (sum(cpu) / (r['seconds'] * len(g))
+                              if all(v is not None for v in cpu) else None)
+            c['rows'] = sum(x['rows'] for x in g)
+            c['ok'] = all(x['rows_ok'] for x in g)
+            side[s] = c
+        p, i = side['publish'], side['insert']
+        pu, iu = p and p['us'], i and i['us']
+        spread = max(x['spread'] for x in (p, i) if x) if (p or i) else None
         rows.append(['%d' % k[0], '%d' % k[1], 'off' if k[2] else 'on',
-                     fmt(p and p['tps'], 0), fmt(pu, 1), fmt(p and p['latency_ms'], 3),
-                     fmt(i and i['tps'], 0), fmt(iu, 1), fmt(i and i['latency_ms'], 3),
+                     fmt(p and p['tps'], 0), fmt(pu, 1), fmt(i and i['tps'], 0), fmt(iu, 1),
                      ratio(pu, iu), fmt(pu - iu, 1) if pu is not None and iu is not None else '-',
+                     pct(spread),
+                     '%s / %s' % (pct(p and p['relay_cpu']), pct(i and i['relay_cpu'])),
                      fmt((p['rows'] if p else 0) + (i['rows'] if i else 0)),
-                     'ok' if p and i and p['rows_ok'] and i['rows_ok'] else 'FAIL'])
+                     'ok' if p and i and p['ok'] and i['ok'] else 'FAIL'])
     table('3. Publish cost: outbox.publish() vs plain INSERT of the same rows '
-          '(pgbench, %d s per run)' % r['seconds'],
+          '(pgbench, %d x %d s per side)' % (r['rounds'], r['seconds']),
           ['events/tx', 'clients', 'sync commit', 'publish tx/s', 'publish us/event',
-           'publish ms/tx', 'INSERT tx/s', 'INSERT us/event', 'INSERT ms/tx', 'publish/INSERT',
-           'extra us/event', 'rows written', 'check'], rows, left=3)
-    print('   pgbench -n -M prepared -T %d -c N -j N, one custom script per run; the relay paused'
-          % r['seconds'])
-    print('   (outbox.pause_relay()) for the whole section; both tables truncated and a CHECKPOINT')
-    print('   before each run.  Both sides write the same row: ~100-byte JSON payload (event i at')
-    print('   random in 1..%d, key i %% 100); INSERT: gen_random_uuid(), convert_to(payload::text,'
+           'INSERT tx/s', 'INSERT us/event', 'publish/INSERT', 'extra us/event', 'spread',
+           'relay CPU p / I', 'rows written', 'check'], rows, left=3)
+    print('   pgbench -n -M prepared -c N -j N, one custom script; each side %d runs of -T %d,'
+          % (r['rounds'], r['seconds']))
+    print('   sides alternating (publish, INSERT, INSERT, publish); tx/s = mean of its runs; spread =')
+    print('   (max - min) / mean of a side\'s runs, the larger side\'s: the noise on this machine.')
+    print('   Relay paused (outbox.pause_relay()) for the whole section; both tables truncated and')
+    print('   a CHECKPOINT before each run.  Both sides write the same rows: ~100-byte JSON payload')
+    print('   (event i at random in 1..%d, key i %% 100); INSERT: gen_random_uuid(), convert_to('
           % r['max_i'])
-    print("   'UTF8'), clock_timestamp(), into LIKE outbox.events INCLUDING ALL (pkey + partial index).")
-    print('   events/tx 1: one statement per transaction; 100: one statement writing 100 rows')
-    print('   (generate_series), as drain.py publishes.  sync commit off: the sessions ran with')
-    print('   synchronous_commit=off, so the per-call CPU cost shows without the WAL flush.')
-    print('   us/event = 1e6 / (tx/s x events/tx), wall clock per event at that throughput; ms/tx:')
-    print("   pgbench's average latency; publish/INSERT = ratio of us/event (>1: publish costs more).")
-    print('   check: each table holds exactly transactions x events/tx rows.  %s'
-          % r.get('settings', ''))
+    print("   payload::text, 'UTF8'), clock_timestamp(), into LIKE outbox.events INCLUDING ALL")
+    print('   (pkey + partial index).  events/tx 1: one statement per transaction; 100: one')
+    print('   statement writing 100 rows (generate_series), as drain.py publishes.  sync commit')
+    print('   off: sessions with synchronous_commit=off, the CPU cost without the WAL flush.')
+    print('   us/event = 1e6 / (tx/s x events/tx); publish/INSERT: ratio of us/event (>1: publish')
+    print('   costs more).  relay CPU: CPU time of the (paused) relay process / run time, during')
+    print('   the publish / the INSERT runs.  check: each table holds transactions x events/tx rows.')
+    print('   %s' % r.get('settings', ''))
     if errs is not None:
         print('   ERROR lines logged by PostgreSQL during the section: %d' % len(errs))
     print()
@@ -157,26 +205,28 @@ def report_drain_compare(d, failures, logged):
     rows = []
     for label, r, key in entries:
         if r is None:
-            rows.append([label] + ['-'] * 8)
+            rows.append([label] + ['-'] * 10)
             continue
         c = r.get('topic_check')
-        ok = topic_ok(c, r['events'])
+        ok = topic_accounted(c, r['events'])
         if key.startswith('compare_'):
             if not ok:
                 failures.append('topic of %s: consumer read %s messages (%s distinct ce_id), '
-                                'broker appended %s, purged %s; expected %s'
+                                'broker appended %s, dropped %s unread, purged %s; expected %s'
                                 % (label, c and c['messages'], c and c['distinct_ce_id'],
-                                   c and c['high_watermark_total'], c and c['purged'], r['events']))
+                                   c and c['high_watermark_total'], c and c.get('skipped'),
+                                   c and c['purged'], r['events']))
             if r.get('what') == 'poll' and r.get('left'):
                 failures.append('polling relay left %d rows' % r['left'])
         eps = r['events_per_s']
         rows.append([label, fmt(r['events']), fmt(r['total_s'], 2), fmt(eps, 0),
                      ratio(base, eps), ratio(base0, eps),
+                     fmt(c and c['high_watermark_total'] - c['warmup']),
                      fmt(c and c['messages']), fmt(c and c['distinct_ce_id']),
-                     'ok' if ok else 'FAIL'])
+                     fmt(c and c.get('skipped', 0)), 'ok' if ok else 'FAIL'])
     table('4. Draining the same backlog: outbox relay, a hand-written polling relay, a bare producer',
-          ['drainer', 'events', 'clock s', 'events/s', 'A / this', 'A0 / this', 'in topic',
-           'distinct ce_id', 'check'], rows)
+          ['drainer', 'events', 'clock s', 'events/s', 'A / this', 'A0 / this', 'appended',
+           'read', 'distinct ce_id', 'dropped unread', 'check'], rows)
     p = load(d, 'compare_poll')
     print('   outbox relay: section 1 (clock from COMMIT of the backlog until outbox.events is empty).')
     print('   polling relay: test/bench/poll_relay.py, psycopg2 + confluent-kafka, per pass: BEGIN;')
@@ -190,52 +240,67 @@ def report_drain_compare(d, failures, logged):
     print('      report.  librdkafka defaults: linger.ms=5 and default batching.  flush per 1000:')
     print("      waits for every delivery report after each 1000, the relay's batch rhythm.")
     print('   A / this, A0 / this: events/s of relay run A (A0) divided by this row\'s (>1: relay')
-    print('   faster).  in topic / distinct ce_id: read back by the counting consumer (count_topic.py).')
+    print('   faster).  appended: records the broker appended (high watermarks, less warm-ups); read /')
+    print('   distinct ce_id: read back by the counting consumer (count_topic.py), assigned before;')
+    print('   dropped unread: offsets it never saw because the mock broker (5 MB per partition kept)')
+    print('   dropped them while it lagged behind a bare producer.  check: appended = events, and')
+    print('   read (all distinct) + dropped unread = appended.')
     print()
 
 
 # ---- 5. inbox
 
 def report_inbox(d, failures, logged):
+    from benchlib import combine
     r = load(d, 'inbox_calls')
     note_errors(d, 'inbox_calls', 'inbox calls', logged)
     if r is None:
         failures.append('the inbox call benchmark left no result')
     else:
-        by = {}
-        order = []
         for run in r['runs']:
-            k = (run['case'], run['clients'], run['sync_off'])
-            if k not in order:
-                order.append(k)
-            by[k + (run['side'],)] = run
             if not run['rows_ok']:
                 failures.append('inbox %s, %s ids, %d client(s): %d rows added for %d transactions'
                                 % (run['side'], run['case'], run['clients'], run['added'],
                                    run['transactions']))
+        groups, _ = group_runs(r['runs'], lambda x: (x['case'], x['clients'], x['sync_off'],
+                                                     x['side']))
+        _, order = group_runs(r['runs'], lambda x: (x['case'], x['clients'], x['sync_off']))
         labels = {'random': 'fresh, random (v4)', 'ordered': 'fresh, time-ordered',
                   'duplicate': 'duplicate'}
         rows = []
         for k in order:
-            rv, iv = by.get(k + ('receive',)), by.get(k + ('insert',))
-            ru = rv and rv['us_per_call']
-            iu = iv and iv['us_per_call']
+            side = {}
+            for s_ in ('receive', 'insert'):
+                g = groups.get(k + (s_,))
+                if not g:
+                    side[s_] = None
+                    continue
+                c = combine(g)
+                c['us'] = 1e6 / c['tps'] if c['tps'] else None
+                c['added'] = sum(x['added'] for x in g)
+                c['ok'] = all(x['rows_ok'] for x in g)
+                side[s_] = c
+            rv, iv = side['receive'], side['insert']
+            ru, iu = rv and rv['us'], iv and iv['us']
+            spread = max(x['spread'] for x in (rv, iv) if x) if (rv or iv) else None
             rows.append([labels.get(k[0], k[0]), '%d' % k[1], 'off' if k[2] else 'on',
                          fmt(rv and rv['tps'], 0), fmt(ru, 1), fmt(iv and iv['tps'], 0),
                          fmt(iu, 1), ratio(ru, iu),
                          fmt(ru - iu, 1) if ru is not None and iu is not None else '-',
+                         pct(spread),
                          '%s / %s' % (fmt(rv and rv['added']), fmt(iv and iv['added'])),
-                         'ok' if rv and iv and rv['rows_ok'] and iv['rows_ok'] else 'FAIL'])
-        table('5a. Inbox: outbox.receive() vs INSERT ... ON CONFLICT DO NOTHING (pgbench, %d s per run)'
-              % r['seconds'],
+                         'ok' if rv and iv and rv['ok'] and iv['ok'] else 'FAIL'])
+        table('5a. Inbox: outbox.receive() vs INSERT ... ON CONFLICT DO NOTHING '
+              '(pgbench, %d x %d s per side)' % (r['rounds'], r['seconds']),
               ['event ids', 'clients', 'sync commit', 'receive tx/s', 'receive us/call',
-               'INSERT tx/s', 'INSERT us/call', 'receive/INSERT', 'extra us/call',
+               'INSERT tx/s', 'INSERT us/call', 'receive/INSERT', 'extra us/call', 'spread',
                'rows added r / I', 'check'], rows, left=3)
         print("   One call per transaction.  receive('bench', id) vs INSERT INTO a LIKE outbox.inbox")
         print("   INCLUDING ALL table (pkey (consumer, event_id), index on expires_at) VALUES ('bench',")
         print("   id, now(), now() + '7 days') ON CONFLICT DO NOTHING.  Each run starts from the table")
-        print('   truncated and preloaded with %s rows, VACUUM ANALYZE, CHECKPOINT.  ids: random ='
+        print('   truncated and preloaded with %s rows, VACUUM ANALYZE, CHECKPOINT; sides alternate'
               % fmt(r['preload']))
+        print('   as in 3 (tx/s: mean of the runs; spread: their (max - min) / mean).  ids: random =')
         print('   gen_random_uuid(); time-ordered = 48 bits of clock_timestamp() in us, then client id')
         print('   and a per-client counter (UUID v7-like, always at the right edge of the pkey);')
         print('   duplicate = one of the preloaded ids (nothing inserted).  Same id expression on both')
@@ -247,7 +312,8 @@ def report_inbox(d, failures, logged):
     runs = []
     for name, label in (('purge_small_function', 'purge_inbox(), one call'),
                         ('purge_small_relay', "relay's own purge"),
-                        ('purge_function', 'purge_inbox(), one call')):
+                        ('purge_function', 'purge_inbox(), one call'),
+                        ('purge_relay', "relay's own purge")):
         p = load(d, 'inbox_' + name)
         note_errors(d, 'inbox_' + name, 'inbox ' + name, logged)
         if p is None:
@@ -258,6 +324,7 @@ def report_inbox(d, failures, logged):
                             % (p['method'], p['rows'], p.get('purged'), p['expired'], p.get('left')))
         sb, sa, sv = p.get('size_before'), p.get('size_after'), p.get('size_after_vacuum')
         rows.append([label, fmt(p['rows']), fmt(p['expired']), fmt(p['fill_s'], 1),
+                     fmt(p.get('vacuum_analyze_s'), 1),
                      fmt(p.get('purge_s'), 2), fmt(p.get('rows_per_s'), 0),
                      '%s + %s' % (mb(sb and sb['table']), mb(sb and sb['indexes'])),
                      '%s + %s' % (mb(sa and sa['table']), mb(sa and sa['indexes'])),
@@ -268,7 +335,7 @@ def report_inbox(d, failures, logged):
         failures.append('the inbox purge benchmark left no result')
         return
     table('5b. Inbox purge of expired rows',
-          ['purge by', 'inbox rows', 'expired', 'fill s', 'purge s', 'rows/s',
+          ['purge by', 'inbox rows', 'expired', 'fill s', 'VACUUM ANALYZE s', 'purge s', 'rows/s',
            'MB before (table + idx)', 'after purge', 'after VACUUM', 'VACUUM s', 'check'],
           rows)
     print('   outbox.inbox filled by INSERT ... SELECT (as superuser; fill s) with one consumer,')

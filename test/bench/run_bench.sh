@@ -22,7 +22,7 @@
 #     outbox/bare (test/bench/latency.py).
 #  3. Publish cost: outbox.publish() against a plain INSERT of the same rows
 #     into a table like outbox.events, with pgbench (custom scripts, -M
-#     prepared, BENCH_PGBENCH_SECONDS s per run, default 10): transactions
+#     prepared, BENCH_PGBENCH_SECONDS s per side, default 10): transactions
 #     of 1 and of 100 events, at each client count of BENCH_PUBLISH_CLIENTS
 #     (default "1 2"); tx/s, us/event, ratio.  The relay is paused meanwhile
 #     (test/bench/publish_cost.py).
@@ -40,11 +40,16 @@
 #     tables preloaded with BENCH_INBOX_PRELOAD rows, default 100000); then
 #     purging: outbox.inbox filled with BENCH_INBOX_ROWS rows (default
 #     10000000, half expired), VACUUM ANALYZE, SELECT outbox.purge_inbox()
-#     timed, sizes before/after, VACUUM; and first, on BENCH_INBOX_SMALL_ROWS
-#     rows (default 2000000; 0 skips it), purge_inbox() against the relay's
-#     own purge (test/bench/inbox_bench.py).
-#     With BENCH_SYNC_OFF=1 (the default) 3 and 5 add single-call runs with
-#     synchronous_commit=off, where the CPU cost shows without the WAL flush.
+#     timed, sizes before/after, VACUUM; then the same fill purged by the
+#     relay's own purge (a transaction per batch); and first both on
+#     BENCH_INBOX_SMALL_ROWS rows (default 2000000; 0 skips them), to show how
+#     the rate depends on the size (test/bench/inbox_bench.py).
+#     BENCH_INBOX_RELAY_PURGE=0 leaves out the relay's purge.
+#     In 3 and 5 each side gets BENCH_PGBENCH_SECONDS in BENCH_PGBENCH_ROUNDS
+#     (default 2) pgbench runs, the sides alternating, since the WAL flush
+#     latency of a VM drifts.  With BENCH_SYNC_OFF=1 (the default) 3 and 5
+#     add single-call runs with synchronous_commit=off, where the CPU cost
+#     shows without the WAL flush.
 #
 # BENCH_SECTIONS picks sections (default "1 2 3 4 5"; 4 takes the relay's
 # figures from 1).  Default sizes take about 10 minutes on 2 CPUs, most of
@@ -98,10 +103,12 @@ INBOX_CLIENTS=${BENCH_INBOX_CLIENTS:-1}
 INBOX_PRELOAD=${BENCH_INBOX_PRELOAD:-100000}
 INBOX_ROWS=${BENCH_INBOX_ROWS:-10000000}
 INBOX_SMALL_ROWS=${BENCH_INBOX_SMALL_ROWS:-2000000}
+INBOX_RELAY_PURGE=${BENCH_INBOX_RELAY_PURGE:-1}
+PGB_ROUNDS=${BENCH_PGBENCH_ROUNDS:-2}
 TX_SIZE=100
 want() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
 SYNC_FLAG=""
-[ "$SYNC_OFF" = 1 ] && SYNC_FLAG=--sync-off
+if [ "$SYNC_OFF" = 1 ]; then SYNC_FLAG=--sync-off; fi
 if [ $((EVENTS % TX_SIZE)) != 0 ] || [ "$EVENTS" -lt "$TX_SIZE" ]; then
     echo "BENCH_EVENTS must be a positive multiple of $TX_SIZE" >&2
     exit 1
@@ -281,10 +288,10 @@ timeout 600 $PY $BENCH_DIR/latency.py run --mode bare --bootstrap "$BOOTSTRAP" \
 fi
 
 if want 3; then
-step "publish cost: publish() vs INSERT, pgbench ${PGB_SECS}s per run, clients: $PUB_CLIENTS"
+step "publish cost: publish() vs INSERT, pgbench ${PGB_SECS}s per side in $PGB_ROUNDS runs, clients: $PUB_CLIENTS"
 log_mark
 timeout 1800 $PY $BENCH_DIR/publish_cost.py --dsn "$DSN" --seconds "$PGB_SECS" \
-    --clients "$PUB_CLIENTS" $SYNC_FLAG > "$RES/publish.json"
+    --clients "$PUB_CLIENTS" --rounds "$PGB_ROUNDS" $SYNC_FLAG > "$RES/publish.json"
 log_errors publish
 fi
 
@@ -308,28 +315,30 @@ done
 fi
 
 if want 5; then
-step "inbox 1/4: receive() vs INSERT ON CONFLICT, pgbench ${PGB_SECS}s per run, clients: $INBOX_CLIENTS"
+step "inbox: receive() vs INSERT ON CONFLICT, pgbench ${PGB_SECS}s per side in $PGB_ROUNDS runs, clients: $INBOX_CLIENTS"
 log_mark
 timeout 1800 $PY $BENCH_DIR/inbox_bench.py calls --dsn "$DSN" --seconds "$PGB_SECS" \
-    --clients "$INBOX_CLIENTS" --preload "$INBOX_PRELOAD" $SYNC_FLAG > "$RES/inbox_calls.json"
+    --clients "$INBOX_CLIENTS" --preload "$INBOX_PRELOAD" --rounds "$PGB_ROUNDS" $SYNC_FLAG \
+    > "$RES/inbox_calls.json"
 log_errors inbox_calls
+# purge: NAME ROWS METHOD [--vacuum]
+purge_run() {
+    step "inbox purge: $3 on $2 rows${4:+ (then VACUUM)}"
+    log_mark
+    timeout 3600 $PY $BENCH_DIR/inbox_bench.py purge --dsn "$DSN" --rows "$2" --method "$3" ${4:-} \
+        > "$RES/inbox_$1.json"
+    log_errors "inbox_$1"
+}
 if [ "$INBOX_SMALL_ROWS" -gt 0 ]; then
-    step "inbox 2/4: purge_inbox() on $INBOX_SMALL_ROWS rows"
-    log_mark
-    timeout 1800 $PY $BENCH_DIR/inbox_bench.py purge --dsn "$DSN" --rows "$INBOX_SMALL_ROWS" \
-        --method function > "$RES/inbox_purge_small_function.json"
-    log_errors inbox_purge_small_function
-    step "inbox 3/4: the relay's own purge on $INBOX_SMALL_ROWS rows"
-    log_mark
-    timeout 1800 $PY $BENCH_DIR/inbox_bench.py purge --dsn "$DSN" --rows "$INBOX_SMALL_ROWS" \
-        --method relay > "$RES/inbox_purge_small_relay.json"
-    log_errors inbox_purge_small_relay
+    purge_run purge_small_function "$INBOX_SMALL_ROWS" function
+    if [ "$INBOX_RELAY_PURGE" = 1 ]; then
+        purge_run purge_small_relay "$INBOX_SMALL_ROWS" relay
+    fi
 fi
-step "inbox 4/4: purge_inbox() on $INBOX_ROWS rows (fill, VACUUM ANALYZE, purge, VACUUM)"
-log_mark
-timeout 3600 $PY $BENCH_DIR/inbox_bench.py purge --dsn "$DSN" --rows "$INBOX_ROWS" \
-    --method function --vacuum > "$RES/inbox_purge_function.json"
-log_errors inbox_purge_function
+purge_run purge_function "$INBOX_ROWS" function --vacuum
+if [ "$INBOX_RELAY_PURGE" = 1 ]; then
+    purge_run purge_relay "$INBOX_ROWS" relay
+fi
 fi
 
 

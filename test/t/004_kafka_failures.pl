@@ -91,7 +91,7 @@ publish_batch('outage', 500, 10);
 is(broker_cmd($broker, 'up all'), 'ok', 'brokers back');
 ok(wait_drained($node), 'everything drained after the outage');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM outbox.dead_letters'), '0', 'no dead letters from an outage');
-check_topic('brokers down 1 outage', 'outage');
+check_topic('all brokers down while publishing', 'outage');
 
 # 2. transient produce errors (not leader, then request timed out): retried, order kept
 is(broker_cmd($broker, 'error 0 6 5'), 'ok', 'five produce requests answered NOT_LEADER_FOR_PARTITION');
