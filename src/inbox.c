@@ -59,11 +59,18 @@ static const char *const received_sql =
 "SELECT true FROM outbox.inbox"
 " WHERE consumer OPERATOR(pg_catalog.=) $1 AND event_id OPERATOR(pg_catalog.=) $2";
 
+/*
+ * $1 batch size, $2 where to resume: the scan starts at the last batch's
+ * latest expires_at, so a purge running many batches in one transaction does
+ * not walk again past the index entries it already deleted.
+ */
 static const char *const purge_sql =
 "DELETE FROM outbox.inbox WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 " SELECT ctid FROM outbox.inbox"
 "  WHERE expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
-"  LIMIT $1 FOR UPDATE SKIP LOCKED))";
+"    AND expires_at OPERATOR(pg_catalog.>=) $2"
+"  ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+" RETURNING expires_at";
 
 PG_FUNCTION_INFO_V1(outbox_receive_uuid);
 PG_FUNCTION_INFO_V1(outbox_receive_text);
@@ -309,20 +316,33 @@ outbox_received_text(PG_FUNCTION_ARGS)
 }
 
 /*
- * Delete up to outbox.purge_batch_size expired rows; the caller has SPI
+ * Delete up to outbox.purge_batch_size expired rows with expires_at at or
+ * after *from, and move *from to the latest one deleted; the caller has SPI
  * connected.  Rows locked by someone else are skipped, never waited for.
  */
 static uint64
-inbox_purge_batch(void)
+inbox_purge_batch(TimestampTz *from)
 {
-	Datum		arg = Int32GetDatum(outbox_purge_batch_size);
-	Oid			argtype = INT4OID;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+	uint64		i;
 	int			ret;
 
-	ret = SPI_execute_plan(inbox_plan(&purge_plan, purge_sql, 1, &argtype),
-						   &arg, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
+	args[0] = Int32GetDatum(outbox_purge_batch_size);
+	args[1] = TimestampTzGetDatum(*from);
+	ret = SPI_execute_plan(inbox_plan(&purge_plan, purge_sql, 2, argtypes),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "outbox inbox: purge failed: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		TimestampTz t = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && t > *from)
+			*from = t;
+	}
 	return SPI_processed;
 }
 
@@ -335,6 +355,7 @@ outbox_purge_inbox(PG_FUNCTION_ARGS)
 {
 	uint64		total = 0;
 	uint64		n;
+	TimestampTz from = DT_NOBEGIN;
 
 	outbox_require_preload();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -342,7 +363,7 @@ outbox_purge_inbox(PG_FUNCTION_ARGS)
 	do
 	{
 		CHECK_FOR_INTERRUPTS();
-		n = inbox_purge_batch();
+		n = inbox_purge_batch(&from);
 		total += n;
 	} while (n == (uint64) outbox_purge_batch_size);
 	SPI_finish();
@@ -359,6 +380,7 @@ outbox_inbox_purge_if_due(void)
 {
 	static TimestampTz last_purge = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz from = DT_NOBEGIN;
 	uint64		total = 0;
 	uint64		n;
 
@@ -378,7 +400,7 @@ outbox_inbox_purge_if_due(void)
 			elog(ERROR, "outbox inbox: SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "purging expired inbox rows");
-		n = OidIsValid(get_extension_oid("outbox", true)) ? inbox_purge_batch() : 0;
+		n = OidIsValid(get_extension_oid("outbox", true)) ? inbox_purge_batch(&from) : 0;
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
