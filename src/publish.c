@@ -373,8 +373,7 @@ outbox_insert_event(Datum *values, bool *nulls)
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
-	ExecClearTuple(slot);
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 	memcpy(slot->tts_values, values, sizeof(Datum) * EV_NATTS);
 	memcpy(slot->tts_isnull, nulls, sizeof(bool) * EV_NATTS);
 	ExecStoreVirtualTuple(slot);
