@@ -6,7 +6,8 @@
  *	  acknowledged it.
  *
  * One pass of the loop:
- *	1. read a batch in id order, in its own short transaction, skipping
+ *	1. unless outbox.paused has a row, read a batch in id order, in its own
+ *	   short transaction, skipping
  *	   events not yet due for a retry and every later event of a (topic, key)
  *	   that has an earlier event waiting for a retry;
  *	2. flush WAL up to what was read, so Kafka never holds an event whose
@@ -17,10 +18,12 @@
  *	   count the attempt and set the next attempt time (exponential backoff
  *	   with jitter), or move them to outbox.dead_letters after
  *	   outbox.max_attempts or at once on a permanent error.
- * No transaction is open while waiting for Kafka.  After a pass that found
- * events the relay reads again at once; after an empty one it sleeps until a
- * committing publisher sets its latch, librdkafka has news, or
- * outbox.poll_interval passes.
+ * No transaction is open while waiting for Kafka.  After each pass the relay
+ * purges expired inbox rows when outbox.purge_interval has passed (inbox.c)
+ * and publishes its state and backlog figures for outbox.stats (status.c).
+ * After a pass that found events it reads again at once; after an empty one
+ * it sleeps until a committing publisher sets its latch, librdkafka has
+ * news, or outbox.poll_interval (or the purge interval) passes.
  *
  * Errors: an ERROR in a pass is caught, its transaction aborted, any batch in
  * flight abandoned (the producer is destroyed, so no late delivery report can
