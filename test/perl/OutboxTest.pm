@@ -7,6 +7,7 @@
 # - kcat_read() / python_read(): every message of a topic, read back by kcat
 #   (librdkafka) or by test/kafka_read.py (python3-kafka, not librdkafka).
 # - wait_drained(): waits until outbox.events is empty.
+# - check_delivery(): what a topic holds against the ids that committed.
 package OutboxTest;
 
 use strict;
@@ -20,7 +21,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(start_broker broker_cmd stop_broker new_node kcat_read
-  python_read wait_drained by_key first_occurrences);
+  python_read wait_drained by_key first_occurrences check_delivery);
 
 my $srcdir = $ENV{TESTDIR} // '.';
 
@@ -164,5 +165,46 @@ sub first_occurrences
 	}
 	return @seen;
 }
+
+# Compare what $topic holds with the ids recorded in table published (seq,
+# event_id, topic, k) as committed: every id arrived, a duplicate carries the
+# same payload, each key's first occurrences are in publish order.  Prints a
+# SCENARIO line for the README's fault table; returns the duplicate count.
+sub check_delivery
+{
+	my ($node, $broker, $scenario, $topic) = @_;
+	my @want = split /\n/, $node->safe_psql('postgres',
+		"SELECT event_id || ' ' || k FROM published WHERE topic = '$topic' ORDER BY seq");
+	my $msgs = kcat_read($broker->{bootstrap}, $topic);
+	my %count;
+	my %payload;
+	my $same_payload = 1;
+	for my $m (@$msgs)
+	{
+		my $id = $m->{headers}{ce_id};
+		$count{$id}++;
+		$same_payload = 0 if defined $payload{$id} && $payload{$id} ne $m->{value};
+		$payload{$id} = $m->{value};
+	}
+	my $lost = grep { !$count{ (split / /)[0] } } @want;
+	my $dups = 0;
+	$dups += $_ - 1 for values %count;
+	is($lost, 0, "$scenario: every committed event arrived");
+	ok($same_payload, "$scenario: a duplicate carries the same ce_id and payload");
+	my %order;
+	push @{ $order{ (split / /)[1] } }, (split / /)[0] for @want;
+	my $keys = by_key($msgs);
+	my $in_order = 1;
+	for my $k (keys %order)
+	{
+		my @got = first_occurrences(map { $_->{headers}{ce_id} } @{ $keys->{$k} // [] });
+		$in_order = 0 unless join(',', @got) eq join(',', @{ $order{$k} });
+	}
+	ok($in_order, "$scenario: each key's first occurrences are in publish order");
+	diag(sprintf('SCENARIO %s published=%d delivered=%d duplicated=%d lost=%d',
+		$scenario, scalar(@want), scalar(keys %count), $dups, $lost));
+	return $dups;
+}
+
 
 1;

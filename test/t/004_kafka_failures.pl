@@ -46,36 +46,6 @@ SELECT outbox.publish('$topic', jsonb_build_object('n', g), key => 'k' || (g % $
 	$node->safe_psql('postgres', $sql);
 }
 
-# Check what a topic holds against what committed; returns (delivered, dups).
-sub check_topic
-{
-	my ($scenario, $topic) = @_;
-	my @want = split /\n/, $node->safe_psql('postgres',
-		"SELECT event_id || ' ' || k FROM published WHERE topic = '$topic' ORDER BY seq");
-	my $msgs = kcat_read($broker->{bootstrap}, $topic, scalar(@want));
-	my %count;
-	$count{ $_->{headers}{ce_id} }++ for @$msgs;
-	my $lost = grep { !$count{ (split / /)[0] } } @want;
-	my $dups = 0;
-	$dups += $_ - 1 for values %count;
-	is($lost, 0, "$scenario: every committed event arrived");
-
-	# per key: first occurrences in publish order
-	my %order;
-	push @{ $order{ (split / /)[1] } }, (split / /)[0] for @want;
-	my $keys = by_key($msgs);
-	my $in_order = 1;
-	for my $k (keys %order)
-	{
-		my @got = first_occurrences(map { $_->{headers}{ce_id} } @{ $keys->{$k} // [] });
-		$in_order = 0 unless join(',', @got) eq join(',', @{ $order{$k} });
-	}
-	ok($in_order, "$scenario: each key's events arrived in publish order");
-	diag(sprintf('SCENARIO %s published=%d delivered=%d duplicated=%d lost=%d',
-		$scenario, scalar(@want), scalar(keys %count), $dups, $lost));
-	return (scalar(keys %count), $dups);
-}
-
 # 1. every broker down for a while; publishing goes on and never blocks
 is(broker_cmd($broker, 'down all'), 'ok', 'all brokers down');
 my $t0 = time;
@@ -91,14 +61,14 @@ publish_batch('outage', 500, 10);
 is(broker_cmd($broker, 'up all'), 'ok', 'brokers back');
 ok(wait_drained($node), 'everything drained after the outage');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM outbox.dead_letters'), '0', 'no dead letters from an outage');
-check_topic('all brokers down while publishing', 'outage');
+check_delivery($node, $broker, 'all brokers down while publishing', 'outage');
 
 # 2. transient produce errors (not leader, then request timed out): retried, order kept
 is(broker_cmd($broker, 'error 0 6 5'), 'ok', 'five produce requests answered NOT_LEADER_FOR_PARTITION');
 is(broker_cmd($broker, 'error 0 7 3'), 'ok', 'three answered REQUEST_TIMED_OUT');
 publish_batch('transient', 600, 12);
 ok(wait_drained($node), 'drained despite transient errors');
-check_topic('transient produce errors', 'transient');
+check_delivery($node, $broker, 'transient produce errors', 'transient');
 
 # 3. a permanent error: the event becomes a dead letter at once, later events of its key go on
 is(broker_cmd($broker, 'error 0 10 1'), 'ok', 'next produce request answered MESSAGE_TOO_LARGE');
@@ -154,7 +124,7 @@ ok($node->log_contains('Kafka producer failed fatally, recreating it', $log_offs
 	'the fatal error was reported');
 ok($node->log_contains('recreating the Kafka producer \(fatal producer error\)', $log_offset),
 	'the relay recreated its producer');
-check_topic('fatal producer error', 'fatal');
+check_delivery($node, $broker, 'fatal producer error', 'fatal');
 
 # 7. an error inside the relay is caught, recorded in outbox.stats, logged
 # once however often it repeats, and the relay goes on once the cause is gone

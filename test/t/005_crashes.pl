@@ -41,44 +41,6 @@ SELECT outbox.publish('$topic', jsonb_build_object('n', g), key => 'k' || (g % $
 });
 }
 
-# every committed id arrived, first occurrences per key in publish order;
-# returns the number of duplicate deliveries
-sub check_topic
-{
-	my ($scenario, $topic) = @_;
-	my @want = split /\n/, $node->safe_psql('postgres',
-		"SELECT event_id || ' ' || k FROM published WHERE topic = '$topic' ORDER BY seq");
-	my $msgs = kcat_read($broker->{bootstrap}, $topic);
-	my %count;
-	my %payload;
-	my $same_payload = 1;
-	for my $m (@$msgs)
-	{
-		my $id = $m->{headers}{ce_id};
-		$count{$id}++;
-		$same_payload = 0 if defined $payload{$id} && $payload{$id} ne $m->{value};
-		$payload{$id} = $m->{value};
-	}
-	my $lost = grep { !$count{ (split / /)[0] } } @want;
-	my $dups = 0;
-	$dups += $_ - 1 for values %count;
-	is($lost, 0, "$scenario: every committed event arrived");
-	ok($same_payload, "$scenario: a duplicate carries the same ce_id and payload");
-	my %order;
-	push @{ $order{ (split / /)[1] } }, (split / /)[0] for @want;
-	my $keys = by_key($msgs);
-	my $in_order = 1;
-	for my $k (keys %order)
-	{
-		my @got = first_occurrences(map { $_->{headers}{ce_id} } @{ $keys->{$k} // [] });
-		$in_order = 0 unless join(',', @got) eq join(',', @{ $order{$k} });
-	}
-	ok($in_order, "$scenario: each key's first occurrences are in publish order");
-	diag(sprintf('SCENARIO %s published=%d delivered=%d duplicated=%d lost=%d',
-		$scenario, scalar(@want), scalar(keys %count), $dups, $lost));
-	return $dups;
-}
-
 # slow the broker so batches are in flight when the blow comes
 is(broker_cmd($broker, 'rtt 1 50'), 'ok', 'broker latency 50 ms');
 
@@ -93,7 +55,7 @@ ok($node->poll_query_until('postgres',
 	qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'outbox relay' AND pid <> $pid}),
 	'a new relay runs after the kill');
 ok(wait_drained($node), 'backlog drained after the kill');
-my $dups = check_topic('relay SIGKILL mid-batch', 'kill9');
+my $dups = check_delivery($node, $broker, 'relay SIGKILL mid-batch', 'kill9');
 cmp_ok($dups, '<=', 500, 'duplicates at most one batch (those produced but not yet deleted)');
 
 # 2. postmaster stopped with -m immediate mid-batch
@@ -103,7 +65,7 @@ $node->poll_query_until('postgres', q{SELECT count(*) < 19000 FROM outbox.events
 $node->stop('immediate');
 $node->start;
 ok(wait_drained($node), 'backlog drained after an immediate shutdown and restart');
-$dups = check_topic('postmaster immediate stop mid-batch', 'immediate');
+$dups = check_delivery($node, $broker, 'postmaster immediate stop mid-batch', 'immediate');
 cmp_ok($dups, '<=', 500, 'duplicates at most one batch');
 
 # 3. no phantom events with synchronous_commit = off: when Kafka holds an
