@@ -4,7 +4,8 @@
  *	  The inbox: outbox.receive() marks an event id as handled by a consumer
  *	  in the caller's transaction, outbox.received() asks without marking,
  *	  and expired rows are purged in small batches, by the relay every
- *	  outbox.purge_interval or by outbox.purge_inbox() on demand.
+ *	  outbox.purge_interval (one transaction per batch, run by relay.c) or
+ *	  by outbox.purge_inbox() on demand.
  *
  * De-duplication is one INSERT ... ON CONFLICT DO NOTHING, never a check
  * followed by an insert: a concurrent receive() of the same (consumer, id)
@@ -25,22 +26,17 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "common/md5.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pgstat.h"
 #include "utils/builtins.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "inbox.h"
 #include "outbox.h"
-#include "shmem.h"
 
 /* Longest consumer name and text event id receive() accepts */
 #define OUTBOX_MAX_CONSUMER_LEN 200
@@ -318,10 +314,10 @@ outbox_received_text(PG_FUNCTION_ARGS)
 /*
  * Delete up to outbox.purge_batch_size expired rows with expires_at at or
  * after *from, and move *from to the latest one deleted; the caller has SPI
- * connected.  Rows locked by someone else are skipped, never waited for.
+ * connected (purge_inbox() below, or the relay with a transaction per batch).  Rows locked by someone else are skipped, never waited for.
  */
-static uint64
-inbox_purge_batch(TimestampTz *from)
+uint64
+outbox_inbox_purge_batch(TimestampTz *from)
 {
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
@@ -363,7 +359,7 @@ outbox_purge_inbox(PG_FUNCTION_ARGS)
 	do
 	{
 		CHECK_FOR_INTERRUPTS();
-		n = inbox_purge_batch(&from);
+		n = outbox_inbox_purge_batch(&from);
 		total += n;
 	} while (n == (uint64) outbox_purge_batch_size);
 	SPI_finish();
@@ -371,41 +367,19 @@ outbox_purge_inbox(PG_FUNCTION_ARGS)
 }
 
 /*
- * Called by the relay after each pass: when outbox.purge_interval has passed
- * since the last purge, delete expired rows, one transaction per batch, so
- * no lock is held long and vacuum can follow.  Returns the rows deleted.
+ * True when outbox.purge_interval has passed since the relay's last purge
+ * (the first comes one interval after the relay started).
  */
-uint64
-outbox_inbox_purge_if_due(void)
+bool
+outbox_inbox_purge_due(void)
 {
 	static TimestampTz last_purge = 0;
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz from = DT_NOBEGIN;
-	uint64		total = 0;
-	uint64		n;
 
-	/* the first purge comes one interval after the relay started */
 	if (last_purge == 0)
 		last_purge = now;
 	if (!TimestampDifferenceExceeds(last_purge, now, outbox_purge_interval))
-		return 0;
+		return false;
 	last_purge = now;
-
-	do
-	{
-		CHECK_FOR_INTERRUPTS();
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "outbox inbox: SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "purging expired inbox rows");
-		n = OidIsValid(get_extension_oid("outbox", true)) ? inbox_purge_batch(&from) : 0;
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		total += n;
-	} while (n == (uint64) outbox_purge_batch_size);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return total;
+	return true;
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * inbox.h
- *	  The inbox's entry point for the relay: periodic purge of expired rows.
+ *	  The inbox's entry points for the relay: periodic purge of expired rows.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,6 +10,9 @@
 
 #include "postgres.h"
 
-extern uint64 outbox_inbox_purge_if_due(void);
+#include "datatype/timestamp.h"
+
+extern bool outbox_inbox_purge_due(void);
+extern uint64 outbox_inbox_purge_batch(TimestampTz *from);
 
 #endif							/* OUTBOX_INBOX_H */

@@ -675,6 +675,28 @@ relay_pass(void)
 }
 
 /*
+ * Delete expired inbox rows, one transaction per batch, so no lock is held
+ * long and vacuum can follow, until a batch comes back short.
+ */
+static void
+relay_purge_inbox(void)
+{
+	TimestampTz from = DT_NOBEGIN;
+	uint64		total = 0;
+	uint64		n;
+
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		relay_begin("purging expired inbox rows");
+		n = outbox_inbox_purge_batch(&from);
+		relay_end();
+		total += n;
+	} while (n == (uint64) outbox_purge_batch_size);
+	outbox_slot_count(relay_slot, 0, 0, 0, total);
+}
+
+/*
  * Publish the relay's state, and its backlog figures: at most once a second
  * whenever it wakes, and once more when it goes idle, so outbox.stats never
  * shows a backlog that is gone.
@@ -829,7 +851,8 @@ outbox_relay_main(Datum main_arg)
 		relay_refresh_producer(reloaded);
 
 		handled = relay_pass();
-		outbox_slot_count(relay_slot, 0, 0, 0, outbox_inbox_purge_if_due());
+		if (outbox_inbox_purge_due())
+			relay_purge_inbox();
 		relay_update_status(handled);
 		if (handled > 0)
 			continue;
