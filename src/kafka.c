@@ -438,6 +438,11 @@ outbox_kafka_serve(OutboxProducer *producer)
  * Hand one record to librdkafka.  Returns the error librdkafka gives at once
  * (too large, unknown partition...), or NO_ERROR when a delivery report will
  * follow.  A full local queue is waited out by serving reports.
+ *
+ * The payload is not copied: librdkafka points at msg->value until the
+ * message's delivery report was served or the producer was destroyed, and
+ * the caller keeps it that long (the relay's batch memory lives until every
+ * report of the batch is in).  Key and headers are copied.
  */
 rd_kafka_resp_err_t
 outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
@@ -458,7 +463,7 @@ outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
 								RD_KAFKA_V_TOPIC(msg->topic),
 								RD_KAFKA_V_KEY(unconstify(char *, msg->key), msg->key_len),
 								RD_KAFKA_V_VALUE(unconstify(char *, msg->value), msg->value_len),
-								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_MSGFLAGS(0),
 								RD_KAFKA_V_HEADERS(hdrs),
 								RD_KAFKA_V_OPAQUE(opaque),
 								RD_KAFKA_V_END);

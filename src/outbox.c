@@ -28,6 +28,7 @@ char	   *outbox_kafka_brokers = NULL;
 char	   *outbox_kafka_properties = NULL;
 char	   *outbox_kafka_properties_file = NULL;
 int			outbox_batch_size = 1000;
+int			outbox_batch_max_bytes = 16 * 1024 * 1024;
 int			outbox_poll_interval = 10000;
 int			outbox_max_databases = 16;
 int			outbox_max_message_size = 983040;
@@ -169,6 +170,14 @@ outbox_define_settings(void)
 							&outbox_batch_size,
 							1000, 1, 100000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.batch_max_bytes",
+							gettext_noop("Payload, key and header bytes at which a relay stops adding events to a batch."),
+							gettext_noop("Bounds the relay's memory whatever the payload sizes; a batch always holds at least one event."),
+							&outbox_batch_max_bytes,
+							16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("outbox.poll_interval",

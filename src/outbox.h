@@ -19,6 +19,7 @@ extern char *outbox_kafka_brokers;
 extern char *outbox_kafka_properties;
 extern char *outbox_kafka_properties_file;
 extern int	outbox_batch_size;
+extern int	outbox_batch_max_bytes;
 extern int	outbox_poll_interval;
 extern int	outbox_max_databases;
 extern int	outbox_max_message_size;

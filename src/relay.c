@@ -348,12 +348,20 @@ relay_build_event(RelayEvent *ev, HeapTuple tup, TupleDesc desc)
 	{
 		bytea	   *value = DatumGetByteaPP(d);
 
-		char	   *copy;
+		/*
+		 * A toasted payload was just detoasted into batch_cxt: use it where
+		 * it is.  An inline one points into the SPI result, which goes at
+		 * SPI_finish(): copy it.
+		 */
+		if ((Pointer) value == DatumGetPointer(d))
+		{
+			bytea	   *copy = palloc(VARSIZE_ANY(value));
 
+			memcpy(copy, value, VARSIZE_ANY(value));
+			value = copy;
+		}
 		ev->msg.value_len = VARSIZE_ANY_EXHDR(value);
-		copy = palloc(Max(ev->msg.value_len, 1));
-		memcpy(copy, VARDATA_ANY(value), ev->msg.value_len);
-		ev->msg.value = copy;
+		ev->msg.value = VARDATA_ANY(value);
 	}
 	d = SPI_getbinval(tup, desc, 6, &isnull);
 	if (!isnull)
@@ -404,6 +412,20 @@ relay_build_event(RelayEvent *ev, HeapTuple tup, TupleDesc desc)
 								 v.val.string.len);
 		}
 	}
+}
+
+/*
+ * What one message weighs against outbox.batch_max_bytes.
+ */
+static Size
+relay_event_bytes(const RelayEvent *ev)
+{
+	Size		bytes = ev->msg.value_len + ev->msg.key_len;
+	int			i;
+
+	for (i = 0; i < ev->msg.nheaders; i++)
+		bytes += strlen(ev->msg.headers[i].name) + ev->msg.headers[i].value_len;
+	return bytes;
 }
 
 /*
@@ -459,7 +481,8 @@ relay_end(void)
 }
 
 /*
- * Step 1: read up to outbox.batch_size due events into the batch.
+ * Step 1: read up to outbox.batch_size due events, and at most about
+ * outbox.batch_max_bytes of them, into the batch.
  */
 static void
 relay_read_batch(void)
@@ -467,6 +490,7 @@ relay_read_batch(void)
 	Datum		arg = Int32GetDatum(outbox_batch_size);
 	MemoryContext old;
 	uint64		i;
+	Size		bytes = 0;
 	int			ret;
 
 	relay_begin("reading outbox.events");
@@ -489,13 +513,22 @@ relay_read_batch(void)
 		elog(ERROR, "outbox relay: reading outbox.events failed: %s",
 			 SPI_result_code_string(ret));
 
+	/*
+	 * Build messages until outbox.batch_max_bytes is reached; the rows read
+	 * past that are left for the next pass.  The SPI result holds large
+	 * payloads as TOAST pointers, so only what is built takes memory.
+	 */
 	old = MemoryContextSwitchTo(batch_cxt);
-	batch.n = (int) SPI_processed;
+	batch.n = 0;
 	batch.outstanding = 0;
-	batch.events = palloc0(sizeof(RelayEvent) * Max(batch.n, 1));
-	for (i = 0; i < SPI_processed; i++)
-		relay_build_event(&batch.events[i], SPI_tuptable->vals[i],
-						  SPI_tuptable->tupdesc);
+	batch.events = palloc0(sizeof(RelayEvent) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed && bytes < (Size) outbox_batch_max_bytes; i++)
+	{
+		RelayEvent *ev = &batch.events[batch.n++];
+
+		relay_build_event(ev, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		bytes += relay_event_bytes(ev);
+	}
 	MemoryContextSwitchTo(old);
 	relay_end();
 }

@@ -6,6 +6,7 @@
 use strict;
 use warnings;
 
+use Digest::MD5 qw(md5_hex);
 use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -133,6 +134,20 @@ is($bin->{headers}{'content-type'}, 'application/x-protobuf', 'binary content ty
 is($bin->{headers}{traceparent}, '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'traceparent header');
 is($bin->{headers}{ce_source}, '/custom', 'ce_source from the caller');
 is($bin->{headers}{ce_type}, 'custom.v1', 'ce_type from the caller');
+
+# payloads larger than outbox.batch_max_bytes: batches stop at the budget
+# (at least one event each), and every event still arrives whole, in order
+$node->append_conf('postgresql.conf', "outbox.batch_max_bytes = '64kB'");
+$node->reload;
+$node->safe_psql('postgres', q{
+SELECT outbox.publish('big', jsonb_build_object('n', i, 'blob', repeat(md5(i::text), 6250)), key => 'big')
+  FROM generate_series(1, 12) i;
+});
+ok(wait_drained($node), 'large events drained with a 64kB batch budget');
+my @big = map { decode_json($_->{value}) } @{ kcat_read($broker->{bootstrap}, 'big', 12) };
+is_deeply([ map { $_->{n} } @big ], [ 1 .. 12 ], 'large events arrive once each, in order');
+is(scalar(grep { $big[$_]{blob} eq md5_hex($_ + 1) x 6250 } 0 .. $#big), 12,
+	'each 200 kB payload arrives intact');
 
 $node->stop;
 stop_broker($broker);
