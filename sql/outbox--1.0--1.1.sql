@@ -101,3 +101,39 @@ REVOKE ALL ON FUNCTION @extschema@.relay_stats() FROM PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO pg_monitor;
 GRANT EXECUTE ON FUNCTION @extschema@.relay_stats() TO pg_monitor;
 GRANT SELECT ON @extschema@.stats TO pg_monitor;
+
+-- Dead-letter replay ---------------------------------------------------------------
+
+-- As in 1.0, but _wake_relay() comes first: it also tells the relay that this
+-- transaction is about to take event ids, which lets the relay read past the
+-- ids it delivered (horizon.c).  Under 1.0 the relay finds replayed events
+-- all the same, at its next full scan (within outbox.poll_interval).
+COMMENT ON FUNCTION @extschema@._wake_relay() IS
+    'Internal: marks this transaction as taking event ids, and wakes this database''s relay when it commits';
+
+CREATE OR REPLACE FUNCTION @extschema@.replay_dead_letters(event_ids uuid[] DEFAULT NULL, topic text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $replay$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM @extschema@._wake_relay();
+    WITH moved AS (
+        DELETE FROM @extschema@.dead_letters d
+         WHERE (replay_dead_letters.event_ids IS NULL OR d.event_id = ANY (replay_dead_letters.event_ids))
+           AND (replay_dead_letters.topic IS NULL OR d.topic = replay_dead_letters.topic)
+        RETURNING d.*
+    ), requeued AS (
+        INSERT INTO @extschema@.events (event_id, topic, key, payload, headers, event_type,
+                                        source, traceparent, content_type, created_at)
+        SELECT m.event_id, m.topic, m.key, m.payload, m.headers, m.event_type,
+               m.source, m.traceparent, m.content_type, m.created_at
+          FROM moved m ORDER BY m.id
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM requeued;
+    RETURN n;
+END
+$replay$;

@@ -40,6 +40,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "horizon.h"
 #include "outbox.h"
 #include "shmem.h"
 
@@ -366,6 +367,7 @@ outbox_insert_event(Datum *values, bool *nulls)
 				 errmsg("outbox.events does not have the columns this version of outbox expects"),
 				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
 
+	outbox_horizon_enter();
 	values[EV_ID - 1] = Int64GetDatum(nextval_internal(seqid, false));
 	nulls[EV_ID - 1] = false;
 
@@ -553,6 +555,7 @@ Datum
 outbox_wake_relay(PG_FUNCTION_ARGS)
 {
 	outbox_require_preload();
+	outbox_horizon_enter();
 	outbox_wake_relay_at_commit();
 	PG_RETURN_VOID();
 }

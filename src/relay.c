@@ -18,7 +18,17 @@
  *	   count the attempt and set the next attempt time (exponential backoff
  *	   with jitter), or move them to outbox.dead_letters after
  *	   outbox.max_attempts or at once on a permanent error.
- * No transaction is open while waiting for Kafka.  After each pass the relay
+ * No transaction is open while waiting for Kafka.
+ *
+ * Reading past delivered ids: a read starts above relay_cursor, not at the
+ * lowest id, so it does not walk over the dead index entries and tuples of
+ * rows already delivered (which pile up while vacuum is held back).  After
+ * each batch the cursor moves to the last id read, but never past what
+ * horizon.c says is final (a lower id may still commit) nor past the lowest
+ * id waiting for a retry (the rows after it of the same key are skipped by
+ * the read, and must be read again).  Every outbox.poll_interval, and after
+ * an error, the cursor goes back to 0, so a row inserted some way horizon.c
+ * does not see is found all the same.  After each pass the relay
  * purges expired inbox rows when outbox.purge_interval has passed (inbox.c)
  * and publishes its state and backlog figures for outbox.stats (status.c).
  * After a pass that found events it reads again at once; after an empty one
@@ -64,6 +74,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "horizon.h"
 #include "inbox.h"
 #include "kafka.h"
 #include "outbox.h"
@@ -103,12 +114,27 @@ static bool relay_stats_dirty = true;
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr last_id_plan = NULL;
+static SPIPlanPtr retry_floor_plan = NULL;
+
+/*
+ * Where reads start (see "Reading past delivered ids" above): every row with
+ * an id up to relay_cursor has been handled and none can still appear.
+ * relay_final is what horizon.c said is final before this pass's read;
+ * relay_retry_floor the lowest id waiting for a retry (PG_INT64_MAX: none;
+ * -1: not known).
+ */
+static int64 relay_cursor = 0;
+static int64 relay_final = 0;
+static int64 relay_retry_floor = -1;
+static TimestampTz relay_rescanned_at = 0;
 
 static const char *const read_sql =
 "SELECT e.id, e.event_id, e.topic, e.key, e.payload, e.headers,"
 "       e.event_type, e.source, e.traceparent, e.content_type, e.created_at"
 "  FROM outbox.events e"
-" WHERE (e.next_attempt_at IS NULL OR e.next_attempt_at <= pg_catalog.now())"
+" WHERE e.id > $2"
+"   AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= pg_catalog.now())"
 "   AND NOT EXISTS (SELECT 1 FROM outbox.events b"
 "                    WHERE b.attempts > 0 AND b.topic = e.topic AND b.key = e.key"
 "                      AND b.id < e.id AND b.next_attempt_at > pg_catalog.now())"
@@ -116,6 +142,15 @@ static const char *const read_sql =
 
 static const char *const delete_sql =
 "DELETE FROM outbox.events WHERE id = ANY ($1)";
+
+/* the last id outbox.events_id_seq handed out */
+static const char *const last_id_sql =
+"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END"
+"  FROM outbox.events_id_seq";
+
+/* the lowest id waiting for a retry, through the partial index on them */
+static const char *const retry_floor_sql =
+"SELECT pg_catalog.min(id) FROM outbox.events WHERE attempts > 0";
 
 /*
  * $1 ids, $2 error names, $3 error texts, $4 permanent flags,
@@ -449,6 +484,24 @@ relay_prepare(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
+ * Run a kept single-value bigint query; NULL gives -1.
+ */
+static int64
+relay_query_int8(SPIPlanPtr *plan, const char *sql)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (*plan == NULL)
+		*plan = relay_prepare(sql, 0, NULL);
+	if (SPI_execute_plan(*plan, NULL, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "outbox relay: query failed: %s", sql);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+/*
  * Start a transaction with SPI and a snapshot, as worker_spi does; exits the
  * worker when the extension is gone.
  */
@@ -477,6 +530,8 @@ relay_end(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/* table statistics, so autovacuum learns of the rows the relay deleted */
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -487,11 +542,20 @@ relay_end(void)
 static void
 relay_read_batch(void)
 {
-	Datum		arg = Int32GetDatum(outbox_batch_size);
+	Datum		args[2];
 	MemoryContext old;
 	uint64		i;
 	Size		bytes = 0;
 	int			ret;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (TimestampDifferenceExceeds(relay_rescanned_at, now, outbox_poll_interval))
+	{
+		relay_cursor = 0;
+		relay_rescanned_at = now;
+	}
+	/* before the snapshot: what is final must be visible in it */
+	relay_final = outbox_horizon_final(MyDatabaseId);
 
 	relay_begin("reading outbox.events");
 	relay_paused = outbox_status_paused();
@@ -502,13 +566,17 @@ relay_read_batch(void)
 		relay_end();
 		return;
 	}
+	if (outbox_horizon_mark_wanted())
+		outbox_horizon_mark(MyDatabaseId, relay_query_int8(&last_id_plan, last_id_sql));
 	if (read_plan == NULL)
 	{
-		Oid			argtypes[1] = {INT4OID};
+		Oid			argtypes[2] = {INT4OID, INT8OID};
 
-		read_plan = relay_prepare(read_sql, 1, argtypes);
+		read_plan = relay_prepare(read_sql, 2, argtypes);
 	}
-	ret = SPI_execute_plan(read_plan, &arg, NULL, true, 0);
+	args[0] = Int32GetDatum(outbox_batch_size);
+	args[1] = Int64GetDatum(relay_cursor);
+	ret = SPI_execute_plan(read_plan, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "outbox relay: reading outbox.events failed: %s",
 			 SPI_result_code_string(ret));
@@ -661,6 +729,13 @@ relay_record_outcome(void)
 										  TextDatumGetCString(codes[0]),
 										  TextDatumGetCString(messages[0])));
 	}
+	/* retries are rare: look for them only when some may exist */
+	if (nbad > 0 || relay_retry_floor != PG_INT64_MAX)
+	{
+		int64		floor = relay_query_int8(&retry_floor_plan, retry_floor_sql);
+
+		relay_retry_floor = floor < 0 ? PG_INT64_MAX : floor;
+	}
 	relay_end();
 	outbox_slot_count(relay_slot, nok, nbad, dead, 0);
 }
@@ -704,6 +779,11 @@ relay_pass(void)
 
 	relay_produce_batch();
 	relay_record_outcome();
+
+	/* the batch holds every due row from the cursor up to its last id */
+	relay_cursor = Max(relay_cursor,
+					   Min(Min(batch.events[batch.n - 1].id, relay_final),
+						   relay_retry_floor - 1));
 	return batch.n;
 }
 
@@ -855,6 +935,8 @@ outbox_relay_main(Datum main_arg)
 		relay_report_error();
 		AbortCurrentTransaction();
 		relay_abandon_batch();
+		relay_cursor = 0;
+		relay_retry_floor = -1;
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		RESUME_INTERRUPTS();
@@ -890,6 +972,7 @@ outbox_relay_main(Datum main_arg)
 		if (handled > 0)
 			continue;
 
+		pgstat_report_stat(true);
 		(void) WaitLatchOrSocket(MyLatch,
 								 WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 outbox_kafka_event_fd(relay_producer),

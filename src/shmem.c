@@ -3,7 +3,8 @@
  * shmem.c
  *	  Shared memory of the outbox extension: the slot array that tells which
  *	  database is served by which relay, each relay's latch (so committing
- *	  backends can wake it) and its counters.
+ *	  backends can wake it) and its counters.  The publishers' counters of
+ *	  horizon.c are created here too.
  *
  * Locking:
  *	- OutboxShared->lock (an LWLock of the "outbox" tranche) protects slot
@@ -23,6 +24,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "horizon.h"
 #include "outbox.h"
 #include "shmem.h"
 
@@ -54,6 +56,7 @@ outbox_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	RequestAddinShmemSpace(outbox_shmem_size());
+	RequestAddinShmemSpace(outbox_horizon_shmem_size());
 	RequestNamedLWLockTranche("outbox", 1);
 }
 
@@ -80,6 +83,7 @@ outbox_shmem_startup(void)
 		for (i = 0; i < outbox_shared->nslots; i++)
 			SpinLockInit(&outbox_shared->slots[i].mutex);
 	}
+	outbox_horizon_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

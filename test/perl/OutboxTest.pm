@@ -21,7 +21,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(start_broker broker_cmd stop_broker new_node kcat_read
-  python_read wait_drained by_key first_occurrences check_delivery);
+  python_read wait_drained by_key first_occurrences check_delivery
+  open_session session_do close_session);
 
 my $srcdir = $ENV{TESTDIR} // '.';
 
@@ -84,6 +85,44 @@ outbox.kafka_brokers = '$bootstrap'
 max_worker_processes = 16
 } . ($opts{conf} // ''));
 	return $node;
+}
+
+# An interactive psql session on $db of $node, for transactions kept open
+# while the test goes on.
+sub open_session
+{
+	my ($node, $db) = @_;
+	my %s = (in => '', out => '', err => '');
+	$s{h} = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0', '-d', $node->connstr($db) ],
+		'<', \$s{in}, '>', \$s{out}, '2>', \$s{err});
+	return \%s;
+}
+
+# Run $sql in the session and wait until it is done; returns what it printed
+# (stdout and stderr together).
+sub session_do
+{
+	my ($s, $sql) = @_;
+	my $marker = 'session-done-' . int(rand(1e9));
+	($s->{out}, $s->{err}) = ('', '');
+	$s->{in} .= "$sql\n\\echo $marker\n";
+	my $deadline = time + 180;
+	while ($s->{out} !~ /$marker/)
+	{
+		die "psql session did not finish: $sql" if time > $deadline;
+		$s->{h}->pump_nb;
+		select(undef, undef, undef, 0.02);
+	}
+	$s->{h}->pump_nb;    # stderr of the statement, written before the marker
+	(my $out = $s->{out}) =~ s/$marker\n//;
+	return $out . $s->{err};
+}
+
+sub close_session
+{
+	my ($s) = @_;
+	$s->{in} .= "\\q\n";
+	$s->{h}->finish;
 }
 
 # Every message of $topic, read by kcat from the beginning up to $count
