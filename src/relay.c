@@ -824,7 +824,7 @@ relay_update_status(int handled)
 	if (outbox_status_refresh_due() || (relay_stats_dirty && handled == 0))
 	{
 		relay_begin("refreshing statistics");
-		outbox_status_refresh(relay_slot);
+		outbox_status_refresh(relay_slot, relay_cursor);
 		relay_end();
 		relay_stats_dirty = (handled > 0);
 	}

@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -34,11 +35,15 @@
 #include "status.h"
 
 #define OUTBOX_STATS_INTERVAL_MS 1000
+/* counting may take at most 1/OUTBOX_STATS_COST_SHARE of the relay's time */
+#define OUTBOX_STATS_COST_SHARE 50
 
 PG_FUNCTION_INFO_V1(outbox_relay_stats);
 
 static SPIPlanPtr paused_plan = NULL;
+static SPIPlanPtr refresh_plan = NULL;
 static TimestampTz last_refresh = 0;
+static long last_refresh_cost_ms = 0;
 static uint64 delivered_at_last_refresh = 0;
 
 /*
@@ -68,23 +73,29 @@ outbox_status_paused(void)
 }
 
 /*
- * True when the figures in the slot are older than a second.
+ * True when the figures in the slot are older than a second, or, when
+ * counting a large backlog took long, older than OUTBOX_STATS_COST_SHARE
+ * times what the last count took.
  */
 bool
 outbox_status_refresh_due(void)
 {
 	return last_refresh == 0 ||
 		TimestampDifferenceExceeds(last_refresh, GetCurrentTimestamp(),
-								   OUTBOX_STATS_INTERVAL_MS);
+								   Max(OUTBOX_STATS_INTERVAL_MS,
+									   last_refresh_cost_ms * OUTBOX_STATS_COST_SHARE));
 }
 
 /*
  * Count the backlog and the dead letters and publish them, with the
- * delivery rate since the last refresh, in the slot.  Caller has SPI
+ * delivery rate since the last refresh, in the slot.  cursor is where the
+ * relay's reads start: below it only rows waiting for a retry remain, so the
+ * oldest event is the first after it or the oldest retry, found without
+ * walking the dead index entries below the cursor.  Caller has SPI
  * connected.
  */
 void
-outbox_status_refresh(OutboxSlot *slot)
+outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	bool		isnull;
@@ -96,10 +107,23 @@ outbox_status_refresh(OutboxSlot *slot)
 	double		secs;
 	int			ret;
 
-	ret = SPI_execute("SELECT (SELECT pg_catalog.count(*) FROM outbox.events),"
-					  " (SELECT created_at FROM outbox.events ORDER BY id LIMIT 1),"
-					  " (SELECT pg_catalog.count(*) FROM outbox.dead_letters)",
-					  true, 1);
+	Datum		arg = Int64GetDatum(cursor);
+
+	if (refresh_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8OID};
+		SPIPlanPtr	plan = SPI_prepare_cursor(
+			"SELECT (SELECT pg_catalog.count(*) FROM outbox.events),"
+			"       LEAST((SELECT created_at FROM outbox.events WHERE id > $1 ORDER BY id LIMIT 1),"
+			"             (SELECT pg_catalog.min(created_at) FROM outbox.events WHERE attempts > 0)),"
+			"       (SELECT pg_catalog.count(*) FROM outbox.dead_letters)",
+			1, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "outbox relay: preparing the backlog count failed");
+		refresh_plan = plan;
+	}
+	ret = SPI_execute_plan(refresh_plan, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "outbox relay: counting the backlog failed: %s",
 			 SPI_result_code_string(ret));
@@ -122,6 +146,7 @@ outbox_status_refresh(OutboxSlot *slot)
 
 	delivered_at_last_refresh = delivered;
 	last_refresh = now;
+	last_refresh_cost_ms = (GetCurrentTimestamp() - now) / 1000;
 }
 
 /*

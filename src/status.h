@@ -24,6 +24,6 @@ typedef enum OutboxWait
 extern uint32 outbox_wait_event(OutboxWait kind);
 extern bool outbox_status_paused(void);
 extern bool outbox_status_refresh_due(void);
-extern void outbox_status_refresh(OutboxSlot *slot);
+extern void outbox_status_refresh(OutboxSlot *slot, int64 cursor);
 
 #endif							/* OUTBOX_STATUS_H */
