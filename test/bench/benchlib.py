@@ -181,6 +181,58 @@ def process_cpu_s(pid):
         return None
 
 
+def process_memory_kb(pid):
+    """{'rss', 'hwm', 'anon'}: VmRSS, VmHWM (peak RSS) and RssAnon (private
+    memory; VmRSS also counts the pages of shared memory the process touched,
+    shared_buffers among them) of a process in kB, from /proc/PID/status;
+    None when it cannot be read."""
+    fields = {'VmRSS:': 'rss', 'VmHWM:': 'hwm', 'RssAnon:': 'anon'}
+    out = {}
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                name = line.split(None, 1)[0]
+                if name in fields:
+                    out[fields[name]] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return out if len(out) == len(fields) else None
+
+
+def reset_peak_rss(pid):
+    """Reset a process's VmHWM to its current RSS (writing 5 to
+    /proc/PID/clear_refs, which needs root); False when that failed."""
+    try:
+        with open('/proc/%d/clear_refs' % pid, 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def wait_state(cur, paused, timeout=30):
+    """Wait until outbox.stats shows the relay paused (or no longer paused)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        cur.execute('SELECT state FROM outbox.stats WHERE datname = pg_catalog.current_database()')
+        row = cur.fetchone()
+        if row and (row[0] == 'paused') == paused:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def relay_pid(cur):
+    """Pid of the outbox relay of the database cur is connected to (None
+    when there is none now)."""
+    cur.execute("SELECT pid FROM pg_catalog.pg_stat_activity"
+                " WHERE backend_type = 'outbox relay' AND datname = pg_catalog.current_database()")
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
 def alternating(sides, rounds):
     """The order of runs for `rounds` rounds over `sides`, reversed every
     other round (A B, B A, A B ...), so that drift in the machine (WAL flush

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Drain rate of the outbox relay: how fast a backlog of outbox.events
-reaches Kafka and is deleted.  Part of test/bench/run_bench.sh.
+reaches Kafka and is deleted, and (--relay-memory) the relay's memory
+meanwhile.  Part of test/bench/run_bench.sh.
 
-Two ways to build the backlog of N events (payloads and keys from
+Three ways to build the backlog of N events (payloads and keys from
 benchlib.py, ~100-byte JSON, 100 keys), each into its own topic:
 
   --mode single   all N events published inside ONE transaction (several
@@ -14,6 +15,25 @@ benchlib.py, ~100-byte JSON, 100 keys), each into its own topic:
                   possible from one session by psql running a generated SQL
                   script; the relay works while they are published.  Clock:
                   from starting psql until the table is seen empty.
+  --mode paused   the relay is paused (outbox.pause_relay(), then waiting
+                  for outbox.stats to say so); N events are published in
+                  transactions of --tx-size, one statement each; then
+                  outbox.resume_relay().  Clock: from just before the resume
+                  is sent until the table is seen empty.
+
+--payload-bytes B: the events are published with publish_binary() and a
+payload of B random bytes (UUIDs' bytes, so that TOAST cannot compress
+them; one value per statement, the same for its events) instead of JSON;
+B must fit outbox.max_message_size and the producer's message.max.bytes.
+
+--relay-memory S: a thread reads the relay's VmRSS and RssAnon
+(/proc/PID/status, pid from pg_stat_activity) every S s from just before
+the clock starts until the table is empty; before starting it resets the
+relay's VmHWM (peak RSS, /proc/PID/clear_refs, needs root) and at the end
+reads it, so that it covers this drain, between samples too.  Output
+"relay_memory": pid, before_kb, peak_kb, after_kb, hwm_kb (None when the
+reset failed), before_anon_kb, peak_anon_kb, samples; None values when the
+relay changed pid meanwhile.
 
 The table is probed every 50 ms (--poll-ms).  The probe is
 "SELECT min(id), max(id) FROM outbox.events" (two primary-key index probes)
@@ -44,7 +64,7 @@ read, and its result is put in the output as "topic_check".  Its fetcher
 runs during the measurement, as a real consumer would.
 
 Prints one JSON object to stdout: events, publish_s (time to publish),
-drain_s (last commit -> empty), total_s (clock above), events_per_s
+drain_s (last commit or resume -> empty), total_s (clock above), events_per_s
 (events / total_s), first_delivery_s (clock start -> first row gone),
 steady_events_per_s (rate while going from 90% to 10% left), max_pending
 (most events seen waiting at a probe), probes.
@@ -58,21 +78,32 @@ import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 import psycopg2
 
-from benchlib import PAYLOAD_SQL, KEY_SQL
+from benchlib import (PAYLOAD_SQL, KEY_SQL, process_memory_kb, relay_pid, reset_peak_rss,
+                      wait_state)
 
 # complete statements: values are inlined (no driver parameters, so that
-# the same text also serves psql and the % in the SQL needs no escaping)
-PUBLISH_SQL = ("SELECT pg_catalog.count(outbox.publish(topic => {t}, payload => {p}, key => {k}))"
-               "  FROM pg_catalog.generate_series({lo}, {hi}) AS g(i)")
+# the same text also serves psql and the % in the SQL needs no escaping);
+# i is bigint, as i * 7919 in PAYLOAD_SQL overflows int4 past event 271,000
+PUBLISH_SQL = ("SELECT pg_catalog.count(outbox.publish{b}(topic => {t}, payload => {p}, key => {k}))"
+               "  FROM pg_catalog.generate_series({lo}::int8, {hi}::int8) AS g(i)")
+# --payload-bytes: n random bytes, computed once per statement (uncorrelated)
+RANDOM_BYTES_SQL = ("(SELECT pg_catalog.substr(pg_catalog.string_agg("
+                    "pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), ''::bytea), 1, {n})"
+                    "  FROM pg_catalog.generate_series(1, ({n} + 15) / 16))")
 
 
-def publish_sql(topic, lo, hi):
-    return PUBLISH_SQL.format(t="'" + topic.replace("'", "''") + "'", p=PAYLOAD_SQL, k=KEY_SQL,
+def publish_sql(topic, lo, hi, payload_bytes=None):
+    if payload_bytes:
+        b, p = '_binary', RANDOM_BYTES_SQL.format(n=int(payload_bytes))
+    else:
+        b, p = '', PAYLOAD_SQL
+    return PUBLISH_SQL.format(b=b, t="'" + topic.replace("'", "''") + "'", p=p, k=KEY_SQL,
                               lo=int(lo), hi=int(hi))
 
 
@@ -80,10 +111,11 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dsn', required=True)
     ap.add_argument('--bootstrap', required=True, help='Kafka bootstrap servers (for the check)')
-    ap.add_argument('--mode', choices=('single', 'small'), required=True)
+    ap.add_argument('--mode', choices=('single', 'small', 'paused'), required=True)
     ap.add_argument('--events', type=int, required=True)
     ap.add_argument('--topic', required=True)
-    ap.add_argument('--tx-size', type=int, default=100, help='events per transaction (small)')
+    ap.add_argument('--tx-size', type=int, default=100,
+                    help='events per transaction (small, paused)')
     ap.add_argument('--chunk', type=int, default=20000, help='events per statement (single)')
     ap.add_argument('--psql', default='psql', help='psql command (small), with connection options')
     ap.add_argument('--poll-ms', type=float, default=50)
@@ -91,6 +123,10 @@ def parse_args():
     ap.add_argument('--timeout', type=float, default=300, help='give up draining after this (s)')
     ap.add_argument('--fresh-plans', action='store_true',
                     help='VACUUM outbox.events after the warm-up (see above)')
+    ap.add_argument('--payload-bytes', type=int, default=0,
+                    help='publish_binary() with this many random bytes per event (see above)')
+    ap.add_argument('--relay-memory', type=float, default=0,
+                    help="sample the relay's memory every this many s (see above; 0: never)")
     return ap.parse_args()
 
 
@@ -119,6 +155,51 @@ class Prober:
     def count(self):
         self.cur.execute('SELECT count(*) FROM outbox.events')
         return self.cur.fetchone()[0]
+
+
+class MemorySampler:
+    """Samples the relay's memory in a thread (see --relay-memory above)."""
+
+    def __init__(self, dsn, every):
+        conn = psycopg2.connect(dsn)
+        self.pid = relay_pid(conn.cursor())
+        conn.close()
+        self.every = every
+        self.hwm_reset = self.pid is not None and reset_peak_rss(self.pid)
+        self.samples = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while True:
+            self.samples.append(process_memory_kb(self.pid) if self.pid else None)
+            if self.stopping.wait(self.every):
+                return
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self, dsn):
+        """Stop, and sum up (None values if the relay changed meanwhile)."""
+        self.stopping.set()
+        self.thread.join()
+        end = process_memory_kb(self.pid) if self.pid else None
+        conn = psycopg2.connect(dsn)
+        same = self.pid is not None and relay_pid(conn.cursor()) == self.pid
+        conn.close()
+        seen = self.samples + [end]
+        if not same or None in seen:
+            return {'pid': self.pid, 'before_kb': None, 'peak_kb': None, 'after_kb': None,
+                    'hwm_kb': None, 'before_anon_kb': None, 'peak_anon_kb': None,
+                    'samples': len(seen)}
+        return {'pid': self.pid,
+                'before_kb': seen[0]['rss'],
+                'peak_kb': max(m['rss'] for m in seen),
+                'after_kb': end['rss'],
+                'hwm_kb': end['hwm'] if self.hwm_reset else None,
+                'before_anon_kb': seen[0]['anon'],
+                'peak_anon_kb': max(m['anon'] for m in seen),
+                'samples': len(seen)}
 
 
 def crossing(samples, level, after=0.0):
@@ -203,19 +284,38 @@ def measure(a, counter):
     conn.commit()
 
     poll = a.poll_ms / 1000.0
-    if a.mode == 'single':
+    memory = None
+    if a.mode in ('single', 'paused'):
+        if a.mode == 'paused':
+            conn.autocommit = True
+            cur.execute('SELECT outbox.pause_relay()')
+            if not wait_state(cur, True):
+                print('drain: the relay did not report "paused" within 30 s', file=sys.stderr)
+                cur.execute('SELECT outbox.resume_relay()')
+                return 1
+            conn.autocommit = False
+        # single: one transaction of statements of --chunk events; paused:
+        # a transaction per --tx-size events
+        step = a.chunk if a.mode == 'single' else a.tx_size
         t_pub = time.monotonic()
         done = 0
         while done < a.events:
-            hi = min(a.events, done + a.chunk)
-            cur.execute(publish_sql(a.topic, done + 1, hi))
+            hi = min(a.events, done + step)
+            cur.execute(publish_sql(a.topic, done + 1, hi, a.payload_bytes))
             if cur.fetchone()[0] != hi - done:
                 raise RuntimeError('publish returned a wrong count')
             done = hi
+            if a.mode == 'paused':
+                conn.commit()
         publish_s = time.monotonic() - t_pub
+        if a.relay_memory:
+            memory = MemorySampler(a.dsn, a.relay_memory)
+            memory.start()
         prober = Prober(a.dsn, a.probe, 0)
         t0 = time.monotonic()
         prober.t0 = t0
+        if a.mode == 'paused':
+            cur.execute('SELECT outbox.resume_relay()')
         conn.commit()
         last_commit = time.monotonic() - t0
         psql_rc = 0
@@ -256,6 +356,8 @@ def measure(a, counter):
             return 1
         time.sleep(poll)
     total_s = prober.samples[-1][0]
+    if memory:
+        memory = memory.stop(a.dsn)
     final = prober.count()
     if final != 0:
         print('drain: count(*) is %d after the probe saw none' % final, file=sys.stderr)
@@ -263,7 +365,7 @@ def measure(a, counter):
 
     samples = prober.samples
     n = a.events
-    if a.mode == 'single':
+    if a.mode in ('single', 'paused'):
         first = crossing(samples, n - 1)
         t90, t10 = crossing(samples, 0.9 * n), crossing(samples, 0.1 * n)
         steady = (0.8 * n / (t10 - t90)) if t10 is not None and t90 is not None and t10 > t90 else None
@@ -276,8 +378,9 @@ def measure(a, counter):
         'mode': a.mode,
         'fresh_plans': a.fresh_plans,
         'events': n,
-        'tx_size': a.events if a.mode == 'single' else a.tx_size,
-        'transactions': 1 if a.mode == 'single' else n // a.tx_size,
+        'tx_size': a.events if a.mode == 'single' else min(a.tx_size, n),
+        'transactions': 1 if a.mode == 'single' else -(-n // a.tx_size),
+        'payload_bytes': a.payload_bytes or None,
         'publish_s': publish_s,
         'drain_s': total_s - last_commit,
         'total_s': total_s,
@@ -287,6 +390,7 @@ def measure(a, counter):
         'max_pending': max(n for _, n in samples),
         'probe': a.probe,
         'probes': len(samples),
+        'relay_memory': memory,
         'topic_check': finish_counter(counter),
     }
     print(json.dumps(result))

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Commit-to-consumer latency of the outbox at a steady low rate, and the
+"""Commit-to-consumer latency of the outbox at a steady rate, and the
 floor a bare Kafka producer gets on the same broker.  Part of
-test/bench/run_bench.sh.
+test/bench/run_bench.sh (section 2 at a low rate; sections 6 and 7, the
+sustained load, with --publishers and --sample).
 
   latency.py run --mode outbox ...   a psycopg2 session (autocommit off)
         publishes one event per transaction at --rate events/s for
         --seconds s (open loop: event i is due at start + i/rate); each
         event's clock starts right after COMMIT returns (time.time()), keyed
         by the event id publish() returned (the relay sends it as ce_id).
+        --publishers N: N such sessions, each in its own thread, share the
+        schedule: a free session takes the next event, waits until it is
+        due and publishes it; one session alone cannot keep a high rate,
+        waiting ~0.5 ms for the WAL flush at each COMMIT.
   latency.py run --mode bare ...     a confluent-kafka producer with the
         relay's settings (acks=all, enable.idempotence=true, linger.ms=1,
         murmur2_random) produces the same events (same payload bytes, key
@@ -26,6 +31,15 @@ within --grace s of the end), duplicates, unexpected, achieved rate, and the
 latency percentiles in ms (nearest rank): p50 p90 p99 p99.9 max mean, the
 number of events slower than 100 ms (over_100ms); for
 outbox also the publish+COMMIT round trip seen by the client (p50, p99).
+
+--sample S (outbox): every S s of the timed part, and at its end, a sample
+of the relay process and the table: events published so far, the relay's pid
+(pg_stat_activity), CPU seconds (utime + stime, /proc/PID/stat), VmRSS and
+RssAnon (/proc/PID/status), count(*) of outbox.events and its
+pg_total_relation_size; put in the output as "samples", with
+"relay_cpu_share", the relay's CPU time over the timed part / its duration
+(1.0 = one core busy).
+
 Exit status 0 when the run completed (whatever the numbers), 1 on failure.
 """
 
@@ -42,7 +56,8 @@ import uuid
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 from benchlib import (consumer_config, header, key_of, payload_json,
-                      percentile, wait_partitions)
+                      percentile, process_cpu_s, process_memory_kb, relay_pid,
+                      wait_partitions)
 
 WARMUP_KEY = 'warmup'
 PERCENTILES = (50, 90, 99, 99.9)
@@ -173,6 +188,113 @@ class BarePublisher:
 
 
 # --------------------------------------------------------------------------
+# open-loop schedule and the relay sampler
+
+class Schedule:
+    """Events 1..n due at start + (i - 1) / rate, handed out in order to
+    publisher threads; counts the events sent."""
+
+    def __init__(self, n, rate):
+        self.n = n
+        self.rate = rate
+        self.start = None
+        self.next = 1
+        self.sent = 0
+        self.lock = threading.Lock()
+
+    def take(self):
+        """The next event number and its due time (None when all are taken)."""
+        with self.lock:
+            if self.next > self.n:
+                return None
+            i = self.next
+            self.next += 1
+        return i, self.start + (i - 1) / self.rate
+
+    def done(self):
+        with self.lock:
+            self.sent += 1
+
+
+def publish_loop(pub, sched, sent, errors):
+    """One publisher thread: send each event taken from sched when it is
+    due, recording {event id: clock start} in sent; an exception ends the
+    thread and is put in errors."""
+    try:
+        while True:
+            job = sched.take()
+            if job is None:
+                return
+            i, due = job
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            eid, t = pub.send(i, key_of(i))
+            sent[eid] = t
+            sched.done()
+    except Exception as e:      # reported by run(), which then fails
+        errors.append(repr(e))
+
+
+class RelaySampler:
+    """Samples the relay and outbox.events every `every` s in a thread (see
+    --sample above); t is seconds since the schedule's start."""
+
+    def __init__(self, dsn, every, sched):
+        import psycopg2
+        self.conn = psycopg2.connect(dsn)
+        self.conn.autocommit = True
+        self.cur = self.conn.cursor()
+        self.every = every
+        self.sched = sched
+        self.samples = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def sample(self):
+        pid = relay_pid(self.cur)
+        mem = process_memory_kb(pid) if pid else None
+        self.cur.execute("SELECT pg_catalog.count(*),"
+                         " pg_catalog.pg_total_relation_size('outbox.events') FROM outbox.events")
+        rows, size = self.cur.fetchone()
+        self.samples.append({'t': time.monotonic() - self.sched.start,
+                             'published': self.sched.sent, 'relay_pid': pid,
+                             'relay_cpu_s': process_cpu_s(pid) if pid else None,
+                             'relay_rss_kb': mem and mem['rss'],
+                             'relay_anon_kb': mem and mem['anon'],
+                             'rows': rows, 'total_bytes': size})
+
+    def _loop(self):
+        due = self.sched.start
+        end = self.sched.start + self.sched.n / self.sched.rate   # stop() samples there
+        while due < end and not self.stopping.wait(max(0.0, due - time.monotonic())):
+            self.sample()
+            # the next multiple of `every`, skipping any a slow sample missed
+            due = self.sched.start + self.every * (
+                int((time.monotonic() - self.sched.start) / self.every) + 1)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        """Stop sampling and take a last sample (the end of the timed part)."""
+        self.stopping.set()
+        self.thread.join()
+        self.sample()
+        self.conn.close()
+
+    def cpu_share(self):
+        """Relay CPU seconds over the sampled span / its length, when the
+        same relay process ran throughout."""
+        first, last = self.samples[0], self.samples[-1]
+        if (first['relay_pid'] is None or first['relay_pid'] != last['relay_pid']
+                or first['relay_cpu_s'] is None or last['relay_cpu_s'] is None
+                or last['t'] <= first['t']):
+            return None
+        return (last['relay_cpu_s'] - first['relay_cpu_s']) / (last['t'] - first['t'])
+
+
+# --------------------------------------------------------------------------
 # driver
 
 def summarize(values_s):
@@ -189,8 +311,9 @@ def run(a):
                              '--grace', str(a.grace)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        pub = (OutboxPublisher(a.dsn, a.topic) if a.mode == 'outbox'
-               else BarePublisher(a.bootstrap, a.topic))
+        pubs = [OutboxPublisher(a.dsn, a.topic) if a.mode == 'outbox'
+                else BarePublisher(a.bootstrap, a.topic) for _ in range(a.publishers)]
+        pub = pubs[0]
 
         # warm-up: until the consumer sees one
         deadline = time.monotonic() + 60
@@ -209,17 +332,27 @@ def run(a):
         pub.rtt = []
 
         n = int(round(a.rate * a.seconds))
-        sent = {}
-        start = time.monotonic()
-        for i in range(1, n + 1):
-            due = start + (i - 1) / a.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            eid, t = pub.send(i, key_of(i))
-            sent[eid] = t
-        elapsed = time.monotonic() - start
-        problems = pub.finish()
+        sched = Schedule(n, a.rate)
+        sampler = RelaySampler(a.dsn, a.sample, sched) if a.sample else None
+        sents = [{} for _ in pubs]
+        errors = []
+        threads = [threading.Thread(target=publish_loop, args=(p, sched, s, errors))
+                   for p, s in zip(pubs, sents)]
+        sched.start = time.monotonic()
+        if sampler:
+            sampler.start()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.monotonic() - sched.start
+        if sampler:
+            sampler.stop()
+        problems = sum(p.finish() for p in pubs)
+        if errors:
+            print('latency: a publisher failed: %s' % errors[0], file=sys.stderr)
+            return 1
+        sent = {e: t for s in sents for e, t in s.items()}
 
         cons.stdin.write('stop %d\n' % n)
         cons.stdin.flush()
@@ -239,6 +372,7 @@ def run(a):
         'mode': a.mode,
         'rate': a.rate,
         'seconds': a.seconds,
+        'publishers': a.publishers,
         'sent': len(sent),
         'received': len(lat),
         'lost': len(sent) - len(lat),
@@ -250,7 +384,10 @@ def run(a):
         'over_100ms': sum(1 for x in lat if x > 0.1),
     }
     if a.mode == 'outbox':
-        result['commit_rtt_ms'] = summarize(pub.rtt)
+        result['commit_rtt_ms'] = summarize([x for p in pubs for x in p.rtt])
+    if sampler:
+        result['samples'] = sampler.samples
+        result['relay_cpu_share'] = sampler.cpu_share()
     print(json.dumps(result))
     return 0
 
@@ -267,6 +404,10 @@ def main():
     r.add_argument('--seconds', type=float, default=20)
     r.add_argument('--grace', type=float, default=15,
                    help='after the end, wait this long without news before calling the rest lost')
+    r.add_argument('--publishers', type=int, default=1,
+                   help='sessions (outbox) or producers (bare) sharing the schedule, a thread each')
+    r.add_argument('--sample', type=float, default=0,
+                   help='sample the relay and outbox.events every this many s (outbox; 0: never)')
     c = sub.add_parser('consume')
     c.add_argument('--bootstrap', required=True)
     c.add_argument('--topic', required=True)
@@ -276,6 +417,8 @@ def main():
         return consume(a)
     if a.mode == 'outbox' and not a.dsn:
         ap.error('--dsn is needed with --mode outbox')
+    if a.sample and a.mode != 'outbox':
+        ap.error('--sample needs --mode outbox')
     return run(a)
 
 

@@ -45,12 +45,12 @@ Exit status 0 on success, 1 when a run failed or left a wrong row count.
 import argparse
 import json
 import sys
-import time
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 import psycopg2
 
-from benchlib import KEY_SQL, PAYLOAD_SQL, alternating, log, pgbench, process_cpu_s
+from benchlib import (KEY_SQL, PAYLOAD_SQL, alternating, log, pgbench, process_cpu_s,
+                      wait_state)
 
 TOPIC = 'bench.publish'
 MAX_I = 200000          # keeps (i * 7919) in int4, as in the drain section
@@ -87,19 +87,6 @@ SCRIPTS = {
                       % (MAX_I - 99, INSERT_HEAD)),
 }
 TABLE_OF = {'publish': 'outbox.events', 'insert': PLAIN}
-
-
-def wait_state(cur, paused, timeout=30):
-    """Wait until outbox.stats shows the relay paused (or no longer paused)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        cur.execute('SELECT state FROM outbox.stats WHERE datname = pg_catalog.current_database()')
-        row = cur.fetchone()
-        if row and (row[0] == 'paused') == paused:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
 
 
 def main():

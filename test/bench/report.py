@@ -3,12 +3,14 @@
 left in a directory (machine.json, sections.json, drain_single.json,
 drain_fresh.json, drain_small.json, latency_outbox.json, latency_bare.json,
 publish.json, compare_{poll,bare1,bare5,bareb}.json, inbox_calls.json,
-inbox_purge_*.json, and errors_PHASE.txt: the ERROR lines PostgreSQL logged
-during a phase).  Only the sections listed in sections.json are printed
-and checked (1 and 2 when it is missing).  Measures nothing itself.
+inbox_purge_*.json, sustain_normal.json, xmin_drain.json, xmin_sustain.json,
+xmin_hold.json, memory_{small,big}.json, and errors_PHASE.txt: the ERROR
+lines PostgreSQL logged during a phase).  Only the sections listed in
+sections.json are printed and checked (1 and 2 when it is missing).
+Measures nothing itself.
 
 Exit status 1 when a correctness check failed (a topic does not hold exactly
-the events published, events were lost, a table did not get exactly the rows
+the events published, events were lost or duplicated, a table did not get exactly the rows
 a benchmark wrote, a purge left expired rows or took others, a step left no
 result): that means something broke.  Speed never decides the exit status, and neither do ERROR
 lines in the log (they are shown, with the phase they happened in).
@@ -86,6 +88,15 @@ def topic_accounted(c, events):
             and c['messages'] + c['warmup'] + skipped == c['high_watermark_total']
             and c['distinct_ce_id'] == c['messages'] and not c['purged']
             and not c.get('unfinished_partitions'))
+
+
+def topic_delivered(c, events):
+    """Section 8's check: the broker appended exactly the events (plus
+    warm-ups) and the counting consumer read none twice.  With 1 MB
+    payloads the mock broker (5 MB kept per partition) drops records before
+    the consumer can fetch them, so not all can be read back."""
+    return (c is not None and c['high_watermark_total'] == events + c['warmup']
+            and c['distinct_ce_id'] == c['messages'] and not c.get('unfinished_partitions'))
 
 
 def mb(v):
@@ -352,6 +363,218 @@ def report_inbox(d, failures, logged):
     print()
 
 
+# ---- 6, 7. sustained load
+
+LATENCY_KEYS = ('p50', 'p90', 'p99', 'p99.9', 'max', 'mean')
+
+
+def sustain_ok(r):
+    return not (r['lost'] or r['unexpected'] or r['duplicates'] or r['producer_problems'])
+
+
+def check_sustain(r, label, failures):
+    if not sustain_ok(r):
+        failures.append('%s: %d sent, %d received, %d lost, %d duplicates, %d unexpected, '
+                        '%d producer failures' % (label, r['sent'], r['received'], r['lost'],
+                                                  r['duplicates'], r['unexpected'],
+                                                  r['producer_problems']))
+
+
+def sample_max(r, key):
+    v = [x[key] for x in r.get('samples', []) if x[key] is not None]
+    return max(v) if v else None
+
+
+def sustain_arrival(title, runs):
+    """What arrived and what the relay cost, a row per (label, result,
+    ERROR lines or None)."""
+    rows = []
+    for label, r, errs in runs:
+        rtt = r['commit_rtt_ms']
+        rss = sample_max(r, 'relay_rss_kb')
+        rows.append([label, fmt(r['sent']), fmt(r['received']), fmt(r['lost']),
+                     fmt(r['duplicates']), fmt(r['unexpected']), fmt(r['achieved_rate'], 1),
+                     fmt(r['over_100ms']), '%s / %s' % (fmt(rtt['p50'], 2), fmt(rtt['p99'], 2)),
+                     pct(r.get('relay_cpu_share')), fmt(rss and rss / 1024.0, 1),
+                     fmt(sample_max(r, 'rows')), fmt(len(errs)) if errs is not None else '-',
+                     'ok' if sustain_ok(r) else 'FAIL'])
+    table(title, ['run', 'sent', 'received', 'lost', 'duplicates', 'unexpected', 'sent/s',
+                  'over 100 ms', 'publish+COMMIT p50 / p99 ms', 'relay CPU', 'relay RSS max MB',
+                  'rows max', 'log ERRORs', 'check'], rows)
+    print('   relay CPU: its CPU time (utime + stime, /proc/PID/stat) over the run / the run\'s')
+    print('   duration, in % of one core.  relay RSS max, rows max: largest of the samples below.')
+    print()
+
+
+def sustain_series(title, r):
+    """The samples of a sustained run as a time series."""
+    rows = []
+    prev = None
+    for x in r.get('samples', []):
+        cpu = None
+        if (prev is not None and x['relay_pid'] == prev['relay_pid']
+                and x['relay_cpu_s'] is not None and prev['relay_cpu_s'] is not None
+                and x['t'] > prev['t']):
+            cpu = (x['relay_cpu_s'] - prev['relay_cpu_s']) / (x['t'] - prev['t'])
+        rows.append([fmt(x['t'], 1), fmt(x['published']), fmt(x['rows']),
+                     fmt(x['total_bytes'] / 1048576.0, 2), pct(cpu),
+                     fmt(x['relay_rss_kb'] and x['relay_rss_kb'] / 1024.0, 1),
+                     fmt(x['relay_anon_kb'] and x['relay_anon_kb'] / 1024.0, 1)])
+        prev = x
+    table(title, ['t s', 'published', 'rows in outbox.events', 'outbox.events total MB',
+                  'relay CPU', 'relay RSS MB', 'relay RssAnon MB'], rows, left=0)
+    print('   t: seconds since the first event was due; the last row is the end of publishing.')
+    print('   rows: count(*) of outbox.events (events committed and not yet relayed, which the')
+    print('   consumer-side latency includes); total MB: pg_total_relation_size (heap, TOAST,')
+    print('   indexes).  relay CPU: in the interval since the row before, % of one core.  RSS:')
+    print('   VmRSS, which counts the shared_buffers pages the relay touched; RssAnon: its private')
+    print('   memory (/proc/PID/status).')
+    print()
+
+
+def report_sustain(d, failures, logged):
+    r = load(d, 'sustain_normal')
+    errs = note_errors(d, 'sustain_normal', 'sustained load', logged)
+    if r is None:
+        failures.append('the sustained-load run left no result')
+        return
+    check_sustain(r, 'sustained load', failures)
+    table('6. Sustained load: %s events/s for %s s, one event per transaction from %d sessions'
+          % (fmt(r['rate'], 0), fmt(r['seconds'], 0), r['publishers']),
+          ['percentile', 'COMMIT -> consumer ms'],
+          [[k, fmt(r['latency_ms'][k], 2)] for k in LATENCY_KEYS])
+    print('   COMMIT returned -> a confluent-kafka consumer received it (latency.py, as in 2); the')
+    print('   sessions share an open-loop schedule (event i due at start + i / rate).')
+    print()
+    sustain_arrival('6b. Sustained load: what arrived, relay cost',
+                    [('sustained', r, errs)])
+    sustain_series('6c. Sustained load over time', r)
+
+
+def report_xmin(d, sections, failures, logged):
+    h = load(d, 'xmin_hold')
+    dr = load(d, 'xmin_drain')
+    su = load(d, 'xmin_sustain')
+    errs = note_errors(d, 'xmin', 'held xmin', logged)
+    if h is None or dr is None or su is None:
+        failures.append('the held-xmin section left no result')
+        return
+    print('7. Held xmin: session %d idle in a REPEATABLE READ transaction (txid %s, backend_xmin %s,'
+          % (h['pid'], h['txid'], h['backend_xmin']))
+    print('   "%s") throughout 7a and 7b; ERROR lines logged meanwhile: %s'
+          % (h['state'], fmt(len(errs)) if errs is not None else '-'))
+    print()
+
+    base = load(d, 'drain_single') if 1 in sections else None
+    rows = []
+    for label, r in (('1 A: normal', base), ('held xmin', dr)):
+        if r is None:
+            continue
+        c = r.get('topic_check')
+        ok = topic_ok(c, r['events'])
+        if r is dr and not ok:
+            failures.append('topic of the held-xmin drain: consumer read %s messages (%s distinct '
+                            'ce_id), broker appended %s, purged %s; expected %s'
+                            % (c and c['messages'], c and c['distinct_ce_id'],
+                               c and c['high_watermark_total'], c and c['purged'], r['events']))
+        rows.append([label, fmt(r['events']), fmt(r['drain_s'], 2), fmt(r['events_per_s'], 0)]
+                    + ([ratio(r['events_per_s'], base['events_per_s'])] if base else [])
+                    + [fmt(r['steady_events_per_s'], 0), fmt(c and c['messages']),
+                       fmt(c and c['distinct_ce_id']), 'ok' if ok else 'FAIL'])
+    table('7a. Drain of a backlog committed in one transaction, with the xmin held',
+          ['run', 'events', 'commit->empty s', 'events/s'] + (['vs normal'] if base else [])
+          + ['steady ev/s', 'in topic', 'distinct ce_id', 'check'], rows)
+    print('   As 1 A (drain.py --mode single).  %s.'
+          % ('vs normal: events/s / those of 1 A (target: at least 50%)' if base
+             else 'Section 1 did not run: no normal rate to compare'))
+    print()
+
+    normal = load(d, 'sustain_normal') if 6 in sections else None
+    check_sustain(su, 'sustained load with the xmin held', failures)
+    if normal:
+        rows = [[k, fmt(normal['latency_ms'][k], 2), fmt(su['latency_ms'][k], 2),
+                 ratio(su['latency_ms'][k], normal['latency_ms'][k], 2)] for k in LATENCY_KEYS]
+        headers = ['percentile', 'normal (6) ms', 'held xmin ms', 'held / normal']
+    else:
+        rows = [[k, fmt(su['latency_ms'][k], 2)] for k in LATENCY_KEYS]
+        headers = ['percentile', 'held xmin ms']
+    table('7b. Sustained load with the xmin held: %s events/s for %s s, COMMIT -> consumer'
+          % (fmt(su['rate'], 0), fmt(su['seconds'], 0)), headers, rows)
+    if not normal:
+        print('   section 6 did not run: no normal figures to compare.')
+    print()
+    runs = [('normal (6)', normal, errors(d, 'sustain_normal'))] if normal else []
+    sustain_arrival('7c. Sustained load with the xmin held: what arrived, relay cost',
+                    runs + [('held xmin', su, errs)])
+    sustain_series('7d. Sustained load with the xmin held, over time', su)
+
+    rows = []
+    for label, x in (('held (after 7b)', h['held']), ('released', h['released'])):
+        rows.append([label, x['holder_xmin'] or '-', fmt(x['n_live_tup']), fmt(x['n_dead_tup']),
+                     fmt(x['heap_bytes'] / 1048576.0, 2), fmt(x['total_bytes'] / 1048576.0, 2)])
+    table('7e. outbox.events after VACUUM, with the transaction still open and after it ended',
+          ['when', 'holder backend_xmin', 'n_live_tup', 'n_dead_tup', 'heap MB', 'total MB'], rows)
+    print('   n_dead_tup after a VACUUM: the dead rows it found and could not remove (deleted after')
+    print('   the held snapshot).  heap MB: pg_relation_size; total: pg_total_relation_size.  The')
+    print('   space VACUUM frees after release is reusable, not returned.')
+    print()
+
+
+# ---- 8. memory
+
+def report_memory(d, failures, logged):
+    rows = []
+    for name, label in (('memory_small', 'a: JSON events'), ('memory_big', 'b: 1 MB payloads')):
+        r = load(d, name)
+        errs = note_errors(d, name, 'memory ' + label, logged)
+        if r is None:
+            failures.append('memory run %s left no result' % name)
+            continue
+        c = r.get('topic_check')
+        ok = topic_delivered(c, r['events'])
+        if not ok:
+            failures.append('topic of memory run %s: broker appended %s records (%s warm-up), '
+                            'consumer read %s (%s distinct ce_id); expected %s'
+                            % (name, c and c['high_watermark_total'], c and c['warmup'],
+                               c and c['messages'], c and c['distinct_ce_id'], r['events']))
+        appended = c and c['high_watermark_total'] - c['warmup']
+        m = r.get('relay_memory') or {}
+
+        def mbk(k):
+            return fmt(m[k] / 1024.0, 1) if m.get(k) is not None else '-'
+
+        peaks = [v for v in (m.get('peak_kb'), m.get('hwm_kb')) if v is not None]
+        top = max(peaks) if peaks else None
+        rows.append([label, fmt(r['events']), fmt(r['payload_bytes']) if r['payload_bytes'] else '~100',
+                     '%s x %s' % (fmt(r['transactions']), fmt(r['tx_size'])),
+                     fmt(r['publish_s'], 1), fmt(r['drain_s'], 2), fmt(r['events_per_s'], 0),
+                     mbk('before_kb'), mbk('peak_kb'), mbk('after_kb'), mbk('hwm_kb'),
+                     mbk('before_anon_kb'), mbk('peak_anon_kb'), ratio(top / 1024.0, 100.0) if top else '-',
+                     fmt(len(errs)) if errs is not None else '-',
+                     fmt(appended), fmt(c and c['messages']),
+                     fmt(c and appended - c['messages']), 'ok' if ok else 'FAIL'])
+    if not rows:
+        return
+    table('8. Relay memory draining a backlog published while it was paused',
+          ['backlog', 'events', 'payload bytes', 'tx x events', 'publish s', 'resume->empty s',
+           'events/s', 'RSS before MB', 'RSS peak MB', 'RSS after MB', 'VmHWM MB',
+           'RssAnon before MB', 'RssAnon peak MB', 'peak / 100 MB', 'log ERRORs', 'appended', 'read',
+           'dropped unread', 'check'], rows)
+    print('   drain.py --mode paused: outbox.pause_relay(), the backlog published, then')
+    print('   outbox.resume_relay(); clock from the resume until outbox.events is empty.  RSS')
+    print('   (VmRSS, /proc/PID/status) sampled every 0.1 s from just before the resume to the end;')
+    print('   VmHWM: the peak RSS over the same span (reset before it; the kernel updates it lazily,')
+    print('   so it can be below a sample).  VmRSS counts the pages of shared memory (shared_buffers)')
+    print('   the relay touched; RssAnon is its private memory.  peak / 100 MB: the larger of RSS')
+    print('   peak and VmHWM against the 100 MB target.  b: publish_binary() of random bytes,')
+    print("   outbox.max_message_size and the producer's message.max.bytes raised to 2,000,000.")
+    print('   appended: records the broker appended to the topic (high watermarks, less the')
+    print('   warm-up); read: by a consumer assigned before publishing (count_topic.py); dropped')
+    print('   unread: dropped by the mock broker (5 MB kept per partition) before that consumer')
+    print('   fetched them.  check: appended = events, none read twice.')
+    print()
+
+
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
@@ -460,6 +683,12 @@ def main():
         report_drain_compare(d, failures, logged)
     if 5 in sections:
         report_inbox(d, failures, logged)
+    if 6 in sections:
+        report_sustain(d, failures, logged)
+    if 7 in sections:
+        report_xmin(d, sections, failures, logged)
+    if 8 in sections:
+        report_memory(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))
@@ -471,8 +700,9 @@ def main():
         for f in failures:
             print('CHECK FAILED: ' + f)
         return 1
-    print('checks passed: each topic holds exactly the events published; nothing lost%s'
-          % ('; every benchmark table got exactly the rows written' if sections & {3, 5} else '')
+    print('checks passed: each topic holds exactly the events published; nothing lost%s%s'
+          % ('; nothing duplicated in the sustained runs' if sections & {6, 7} else '',
+             '; every benchmark table got exactly the rows written' if sections & {3, 5} else '')
           + ('; each purge removed exactly the expired rows' if 5 in sections else ''))
     return 0
 

@@ -50,10 +50,37 @@
 #     latency of a VM drifts.  With BENCH_SYNC_OFF=1 (the default) 3 and 5
 #     add single-call runs with synchronous_commit=off, where the CPU cost
 #     shows without the WAL flush.
+#  6. Sustained load: one event per transaction at BENCH_SUSTAIN_RATE events/s
+#     (default 1000) for BENCH_SUSTAIN_SECONDS s (default 300), from
+#     BENCH_SUSTAIN_PUBLISHERS sessions (default 4, each waiting for its WAL
+#     flush) sharing one open-loop schedule; commit-to-consumer latency as in
+#     2, and every BENCH_SUSTAIN_SAMPLE s (default 10) a sample of the relay
+#     (CPU from /proc/PID/stat, VmRSS) and of outbox.events (count(*),
+#     pg_total_relation_size), to show the table stays bounded
+#     (test/bench/latency.py with --publishers and --sample).
+#  7. Held xmin: a session stays idle in a REPEATABLE READ transaction that
+#     has an xid and a snapshot (test/bench/hold_xmin.py; pg_stat_activity
+#     must show its backend_xmin), so vacuum cannot remove the rows the
+#     relay deletes; meanwhile (a) a backlog of BENCH_EVENTS events in one
+#     transaction is drained as in 1 (A), and (b) the sustained load of 6
+#     runs again; their rate and latency beside 1's and 6's.  Then, still
+#     held, VACUUM outbox.events and its dead rows (n_dead_tup) and size;
+#     and the same after the transaction ended.
+#  8. Memory: the relay's VmRSS, sampled every 0.1 s, and its VmHWM, while
+#     it drains a backlog published while it was paused (transactions of
+#     10000 events, one statement each), from outbox.resume_relay() until
+#     outbox.events is empty: (a) BENCH_MEMORY_EVENTS events (default
+#     1000000) as in 1, (b) BENCH_MEMORY_BIG events (default 200) of
+#     1,000,000 random bytes (publish_binary), with outbox.max_message_size
+#     and the producer's message.max.bytes (outbox.kafka_properties) raised
+#     to 2000000 for it, by ALTER SYSTEM, reset afterwards (test/bench/
+#     drain.py --mode paused --relay-memory).  Topics counted as in 1.
 #
-# BENCH_SECTIONS picks sections (default "1 2 3 4 5"; 4 takes the relay's
-# figures from 1).  Default sizes take about 10 minutes on 2 CPUs, most of
-# it filling and purging the 10M-row inbox (BENCH_INBOX_ROWS scales it).
+# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8"; 4 and 7 take the
+# relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
+# minutes on 2 CPUs: 10 for 1 to 5, most of it filling and purging the
+# 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
+# the two sustained runs (BENCH_SUSTAIN_SECONDS).
 #
 # Everything runs on this machine: the test Kafka broker (test/kafka_broker,
 # librdkafka's mock cluster on loopback, one broker, 4 partitions per topic),
@@ -95,7 +122,7 @@ EVENTS=${BENCH_EVENTS:-200000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
-SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5}
+SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8}
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
 PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2}
 SYNC_OFF=${BENCH_SYNC_OFF:-1}
@@ -105,6 +132,12 @@ INBOX_ROWS=${BENCH_INBOX_ROWS:-10000000}
 INBOX_SMALL_ROWS=${BENCH_INBOX_SMALL_ROWS:-2000000}
 INBOX_RELAY_PURGE=${BENCH_INBOX_RELAY_PURGE:-1}
 PGB_ROUNDS=${BENCH_PGBENCH_ROUNDS:-2}
+SUSTAIN_RATE=${BENCH_SUSTAIN_RATE:-1000}
+SUSTAIN_SECS=${BENCH_SUSTAIN_SECONDS:-300}
+SUSTAIN_PUBLISHERS=${BENCH_SUSTAIN_PUBLISHERS:-4}
+SUSTAIN_SAMPLE=${BENCH_SUSTAIN_SAMPLE:-10}
+MEM_EVENTS=${BENCH_MEMORY_EVENTS:-1000000}
+MEM_BIG=${BENCH_MEMORY_BIG:-200}
 TX_SIZE=100
 want() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
 SYNC_FLAG=""
@@ -185,7 +218,8 @@ for _ in $(seq 100); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
 BOOTSTRAP=$(cat "$WORK/bootstrap")
 [ -n "$BOOTSTRAP" ] || { echo "the test broker did not start" >&2; exit 1; }
 for t in drain.single drain.fresh drain.small latency.outbox latency.bare \
-         drain.poll drain.bare1 drain.bare5 drain.bareb; do
+         drain.poll drain.bare1 drain.bare5 drain.bareb sustain.normal sustain.xmin \
+         drain.xmin memory.small memory.big; do
     broker_cmd "topic $t 4"
 done
 
@@ -222,7 +256,7 @@ SETTINGS=$($PSQL -d bench -Atc "SELECT string_agg(name || '=' || current_setting
 export BENCH_M_NPROC=$(nproc)
 export BENCH_M_CPU=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//')
 export BENCH_M_PG="PostgreSQL $PGVERSION"
-export BENCH_M_SETUP="$EVENTS-event backlogs; latency at $RATE events/s for $SECS s; $BROKER_NOTE, 1 broker on loopback, 4 partitions per topic; $SETTINGS"
+export BENCH_M_SETUP="$EVENTS-event backlogs; latency at $RATE events/s for $SECS s; sustained load at $SUSTAIN_RATE events/s for $SUSTAIN_SECS s; $BROKER_NOTE, 1 broker on loopback, 4 partitions per topic; $SETTINGS"
 echo "{\"sections\": [$(echo $SECTIONS | sed 's/ /, /g')]}" > "$RES/sections.json"
 $PY - "$RES/machine.json" <<'PYEOF'
 import ctypes, json, os, sys
@@ -341,6 +375,62 @@ if [ "$INBOX_RELAY_PURGE" = 1 ]; then
 fi
 fi
 
+# sustained load (6, 7): NAME TOPIC
+sustain_run() {
+    timeout $((SUSTAIN_SECS + 300)) $PY $BENCH_DIR/latency.py run --mode outbox --bootstrap "$BOOTSTRAP" \
+        --dsn "$DSN" --topic "$2" --rate "$SUSTAIN_RATE" --seconds "$SUSTAIN_SECS" \
+        --publishers "$SUSTAIN_PUBLISHERS" --sample "$SUSTAIN_SAMPLE" > "$RES/$1.json"
+}
+
+if want 6; then
+step "sustained load: $SUSTAIN_RATE events/s for $SUSTAIN_SECS s from $SUSTAIN_PUBLISHERS sessions"
+prepare_phase
+log_mark
+sustain_run sustain_normal sustain.normal
+log_errors sustain_normal
+fi
+
+if want 7; then
+step "held xmin: a session left idle in transaction"
+prepare_phase
+log_mark
+coproc HOLD { exec $PY $BENCH_DIR/hold_xmin.py --dsn "$DSN"; }
+read -r -t 60 HELD <&"${HOLD[0]}"
+echo "   held: $HELD" >&2
+step "held xmin 1/2: drain of $EVENTS events in one transaction"
+timeout 900 $PY $BENCH_DIR/drain.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" --mode single --events "$EVENTS" \
+    --probe "$PROBE" --topic drain.xmin > "$RES/xmin_drain.json"
+step "held xmin 2/2: sustained load, $SUSTAIN_RATE events/s for $SUSTAIN_SECS s"
+sustain_run xmin_sustain sustain.xmin
+echo end >&"${HOLD[1]}"
+read -r -t 600 HELD <&"${HOLD[0]}"
+echo "$HELD" > "$RES/xmin_hold.json"
+wait "$HOLD_PID"
+log_errors xmin
+fi
+
+if want 8; then
+# memory: NAME TOPIC EVENTS TX_SIZE [drain.py options]
+memory_run() {
+    local name=$1 topic=$2 events=$3 tx=$4
+    shift 4
+    prepare_phase
+    log_mark
+    timeout 1800 $PY $BENCH_DIR/drain.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" --mode paused \
+        --events "$events" --tx-size "$tx" --probe "$PROBE" --relay-memory 0.1 --timeout 1200 \
+        --topic "$topic" "$@" > "$RES/$name.json"
+    log_errors "$name"
+}
+step "memory 1/2: relay RSS draining $MEM_EVENTS events published while paused"
+memory_run memory_small memory.small "$MEM_EVENTS" 10000
+step "memory 2/2: relay RSS draining $MEM_BIG events of 1,000,000 bytes published while paused"
+$PSQL -d bench -q -c "ALTER SYSTEM SET outbox.max_message_size = 2000000" \
+    -c "ALTER SYSTEM SET outbox.kafka_properties = 'message.max.bytes=2000000'" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+memory_run memory_big memory.big "$MEM_BIG" 10000 --payload-bytes 1000000
+$PSQL -d bench -q -c "ALTER SYSTEM RESET outbox.max_message_size" \
+    -c "ALTER SYSTEM RESET outbox.kafka_properties" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 
 step "done"
 echo
