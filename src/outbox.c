@@ -29,6 +29,7 @@ char	   *outbox_kafka_properties = NULL;
 char	   *outbox_kafka_properties_file = NULL;
 int			outbox_batch_size = 1000;
 int			outbox_batch_max_bytes = 16 * 1024 * 1024;
+int			outbox_full_scan_interval = 300000;
 int			outbox_poll_interval = 10000;
 int			outbox_max_databases = 16;
 int			outbox_max_message_size = 983040;
@@ -194,6 +195,14 @@ outbox_define_settings(void)
 							&outbox_max_databases,
 							16, 1, 1024,
 							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.full_scan_interval",
+							gettext_noop("How often a relay reads from the lowest event id instead of from past the ids it delivered."),
+							gettext_noop("Only rows added to outbox.events some other way than publish() need it."),
+							&outbox_full_scan_interval,
+							300000, 1000, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("outbox.max_message_size",

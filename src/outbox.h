@@ -21,6 +21,7 @@ extern char *outbox_kafka_properties_file;
 extern int	outbox_batch_size;
 extern int	outbox_batch_max_bytes;
 extern int	outbox_poll_interval;
+extern int	outbox_full_scan_interval;
 extern int	outbox_max_databases;
 extern int	outbox_max_message_size;
 extern int	outbox_max_attempts;

@@ -26,8 +26,8 @@
  * each batch the cursor moves to the last id read, but never past what
  * horizon.c says is final (a lower id may still commit) nor past the lowest
  * id waiting for a retry (the rows after it of the same key are skipped by
- * the read, and must be read again).  Every outbox.poll_interval, and after
- * an error, the cursor goes back to 0, so a row inserted some way horizon.c
+ * the read, and must be read again).  Every outbox.full_scan_interval, and
+ * after an error, the cursor goes back to 0, so a row inserted some way horizon.c
  * does not see is found all the same.  After each pass the relay
  * purges expired inbox rows when outbox.purge_interval has passed (inbox.c)
  * and publishes its state and backlog figures for outbox.stats (status.c).
@@ -484,7 +484,8 @@ relay_prepare(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * Run a kept single-value bigint query; NULL gives -1.
+ * Run a kept single-value bigint query; NULL gives -1.  Not read-only, so
+ * that it sees what this transaction changed before.
  */
 static int64
 relay_query_int8(SPIPlanPtr *plan, const char *sql)
@@ -494,7 +495,7 @@ relay_query_int8(SPIPlanPtr *plan, const char *sql)
 
 	if (*plan == NULL)
 		*plan = relay_prepare(sql, 0, NULL);
-	if (SPI_execute_plan(*plan, NULL, NULL, true, 1) != SPI_OK_SELECT ||
+	if (SPI_execute_plan(*plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "outbox relay: query failed: %s", sql);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -549,7 +550,7 @@ relay_read_batch(void)
 	int			ret;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (TimestampDifferenceExceeds(relay_rescanned_at, now, outbox_poll_interval))
+	if (TimestampDifferenceExceeds(relay_rescanned_at, now, outbox_full_scan_interval))
 	{
 		relay_cursor = 0;
 		relay_rescanned_at = now;
@@ -655,11 +656,11 @@ relay_produce_batch(void)
 static void
 relay_record_outcome(void)
 {
-	Datum	   *ok_ids = palloc(sizeof(Datum) * batch.n);
-	Datum	   *bad_ids = palloc(sizeof(Datum) * batch.n);
-	Datum	   *codes = palloc(sizeof(Datum) * batch.n);
-	Datum	   *messages = palloc(sizeof(Datum) * batch.n);
-	Datum	   *permanent = palloc(sizeof(Datum) * batch.n);
+	Datum	   *ok_ids = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
+	Datum	   *bad_ids = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
+	Datum	   *codes = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
+	Datum	   *messages = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
+	Datum	   *permanent = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
 	int			nok = 0;
 	int			nbad = 0;
 	uint64		dead = 0;
@@ -908,6 +909,15 @@ outbox_relay_main(Datum main_arg)
 
 	/* nothing the relay runs may resolve through a user's schema */
 	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The relay's own commits (deleting delivered rows, recording failures)
+	 * do not wait for the WAL flush.  One lost in a crash only means its
+	 * events are delivered again, and the flush before the next batch is
+	 * produced (relay_pass) covers it, so a crash still repeats at most the
+	 * last batch.  The events themselves were committed by their publishers.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	relay_cxt = AllocSetContextCreate(TopMemoryContext, "outbox relay",
 									  ALLOCSET_DEFAULT_SIZES);

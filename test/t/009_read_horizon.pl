@@ -3,7 +3,7 @@
 # transaction took its id early and commits late is still delivered at once;
 # so are events while another session holds back vacuum; a row inserted
 # behind the relay's back is found at the next full scan; a transaction that
-# published cannot be prepared.  outbox.poll_interval is 1h where the
+# published cannot be prepared.  outbox.full_scan_interval is 1h where the
 # full scan must not be what finds the event.
 use strict;
 use warnings;
@@ -15,7 +15,7 @@ use OutboxTest;
 
 my $broker = start_broker(1);
 my $node = new_node('horizon', $broker->{bootstrap}, conf => qq{
-outbox.poll_interval = '1h'
+outbox.full_scan_interval = '1h'
 outbox.batch_size = 50
 max_prepared_transactions = 2
 });
@@ -79,7 +79,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname = 
 
 # 4. a row inserted by a superuser, not through publish(), while later events
 #    are delivered: reads start past it, so only the full scan every
-#    poll_interval finds it
+#    full_scan_interval finds it
 my $direct = delivered();
 session_do($late, q{BEGIN; INSERT INTO outbox.events (event_id, topic, key, payload, content_type, created_at)
 VALUES (gen_random_uuid(), 'horizon.direct', 'd', convert_to('{"n": "direct"}', 'UTF8'), 'application/json', now());});
@@ -90,7 +90,7 @@ $node->safe_psql('postgres', q{SELECT outbox.publish('horizon.direct', '{"n": "w
 ok(wait_delivered($direct + 101), 'an event published after it is delivered');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM outbox.events WHERE topic = 'horizon.direct'}), '1',
 	'the row inserted directly is not read again before the full scan (reads start past delivered ids)');
-$node->safe_psql('postgres', q{ALTER SYSTEM SET outbox.poll_interval = '2s'; SELECT pg_reload_conf();});
+$node->safe_psql('postgres', q{ALTER SYSTEM SET outbox.full_scan_interval = '2s'; SELECT pg_reload_conf();});
 ok(wait_drained($node), 'the full scan finds it');
 is(scalar(grep { decode_json($_->{value})->{n} eq 'direct' } @{ kcat_read($broker->{bootstrap}, 'horizon.direct', 102) }),
 	1, 'and delivers it');
