@@ -74,7 +74,6 @@ static OutboxHorizonShared *horizon = NULL;
 
 /* in a publishing backend: this transaction's counter is odd */
 static bool publishing = false;
-static bool callback_registered = false;
 
 /* in the relay: what is final, and the mark waiting to become final */
 static int64 final_id = 0;
@@ -142,11 +141,13 @@ horizon_my_entry(void)
 }
 
 /*
- * End of a publishing transaction: turn the counter even, after the commit
- * became visible.  PREPARE TRANSACTION is refused (see the header comment).
+ * From publish.c's transaction callback, before it wakes the relay: at the
+ * end of a publishing transaction, turn the counter even (the commit is
+ * visible by then).  PREPARE TRANSACTION is refused (see the header
+ * comment).
  */
-static void
-horizon_xact_callback(XactEvent event, void *arg)
+void
+outbox_horizon_xact_event(XactEvent event)
 {
 	if (!publishing)
 		return;
@@ -172,7 +173,8 @@ horizon_xact_callback(XactEvent event, void *arg)
 
 /*
  * Called before this transaction takes its first id from
- * outbox.events_id_seq.
+ * outbox.events_id_seq; the caller has registered publish.c's transaction
+ * callback.
  */
 void
 outbox_horizon_enter(void)
@@ -181,11 +183,6 @@ outbox_horizon_enter(void)
 
 	if (publishing || horizon == NULL)
 		return;
-	if (!callback_registered)
-	{
-		RegisterXactCallback(horizon_xact_callback, NULL);
-		callback_registered = true;
-	}
 	me = horizon_my_entry();
 	me->dboid = MyDatabaseId;
 	pg_write_barrier();

@@ -12,12 +12,15 @@
 
 #include "postgres.h"
 
+#include "access/xact.h"
+
 /* shared memory, sized and created from shmem.c */
 extern Size outbox_horizon_shmem_size(void);
 extern void outbox_horizon_shmem_startup(void);
 
 /* publishers: before a transaction takes an id from outbox.events_id_seq */
 extern void outbox_horizon_enter(void);
+extern void outbox_horizon_xact_event(XactEvent event);
 
 /* the relay */
 extern int64 outbox_horizon_final(Oid dboid);

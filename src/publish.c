@@ -84,6 +84,8 @@ PG_FUNCTION_INFO_V1(outbox_wake_relay);
 static void
 outbox_xact_callback(XactEvent event, void *arg)
 {
+	/* first, so that a woken relay finds this transaction ended */
+	outbox_horizon_xact_event(event);
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -367,6 +369,7 @@ outbox_insert_event(Datum *values, bool *nulls)
 				 errmsg("outbox.events does not have the columns this version of outbox expects"),
 				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
 
+	/* the caller has asked for a wake-up, which registered our callback */
 	outbox_horizon_enter();
 	values[EV_ID - 1] = Int64GetDatum(nextval_internal(seqid, false));
 	nulls[EV_ID - 1] = false;
@@ -496,8 +499,8 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value,
 
 	if (outbox_commit_order && !PG_ARGISNULL(2))
 		outbox_lock_key(topic, PG_GETARG_TEXT_PP(2));
-	outbox_insert_event(values, nulls);
 	outbox_wake_relay_at_commit();
+	outbox_insert_event(values, nulls);
 
 	PG_RETURN_UUID_P(event_id);
 }
@@ -555,7 +558,7 @@ Datum
 outbox_wake_relay(PG_FUNCTION_ARGS)
 {
 	outbox_require_preload();
-	outbox_horizon_enter();
 	outbox_wake_relay_at_commit();
+	outbox_horizon_enter();
 	PG_RETURN_VOID();
 }

@@ -5,44 +5,57 @@
  *	  rows of outbox.events to Kafka and deletes each row only after Kafka
  *	  acknowledged it.
  *
- * One pass of the loop:
- *	1. unless outbox.paused has a row, read a batch in id order, in its own
- *	   short transaction, skipping
- *	   events not yet due for a retry and every later event of a (topic, key)
- *	   that has an earlier event waiting for a retry;
+ * Each batch goes through:
+ *	1. unless outbox.paused has a row, read it in id order, in its own short
+ *	   transaction, skipping events not yet due for a retry and every later
+ *	   event of a (topic, key) that has an earlier event waiting for a retry;
  *	2. flush WAL up to what was read, so Kafka never holds an event whose
  *	   commit record a crash could still lose (synchronous_commit = off);
- *	3. produce the batch, then serve delivery reports until every message has
- *	   one, waiting on the latch and librdkafka's queue pipe together;
- *	4. in a second transaction delete the delivered rows, and for failed ones
+ *	3. produce it;
+ *	4. serve delivery reports until every message has one, waiting on the
+ *	   latch and librdkafka's queue pipe together;
+ *	5. in a second transaction delete the delivered rows, and for failed ones
  *	   count the attempt and set the next attempt time (exponential backoff
  *	   with jitter), or move them to outbox.dead_letters after
  *	   outbox.max_attempts or at once on a permanent error.
  * No transaction is open while waiting for Kafka.
  *
+ * Pipeline: two batches can be in flight.  While Kafka acknowledges one, the
+ * next is read (past the first one's last id) and produced, and the first
+ * one's outcome is recorded while the second travels; so reading and
+ * recording overlap Kafka's round trips.  While retries are pending the
+ * batches go one at a time, so that a retry that comes due is read before
+ * the later events of its key.  The price: after a crash up to two batches
+ * are produced again, and if an event fails while the next batch is already
+ * produced, later events of its key in that batch are in Kafka before it.
+ *
  * Reading past delivered ids: a read starts above relay_cursor, not at the
  * lowest id, so it does not walk over the dead index entries and tuples of
  * rows already delivered (which pile up while vacuum is held back).  After
- * each batch the cursor moves to the last id read, but never past what
- * horizon.c says is final (a lower id may still commit) nor past the lowest
- * id waiting for a retry (the rows after it of the same key are skipped by
- * the read, and must be read again).  Every outbox.full_scan_interval, and
- * after an error, the cursor goes back to 0, so a row inserted some way horizon.c
- * does not see is found all the same.  After each pass the relay
- * purges expired inbox rows when outbox.purge_interval has passed (inbox.c)
- * and publishes its state and backlog figures for outbox.stats (status.c).
- * After a pass that found events it reads again at once; after an empty one
- * it sleeps until a committing publisher sets its latch, librdkafka has
- * news, or outbox.poll_interval (or the purge interval) passes.
+ * a batch read from the cursor, the cursor moves to its last id, but never
+ * past what horizon.c said was final at the read (a lower id may still
+ * commit) nor past the lowest id waiting for a retry (the rows after it of
+ * the same key are skipped by the read, and must be read again).  Every
+ * outbox.full_scan_interval, and after an error, the cursor goes back to 0,
+ * so a row inserted some way horizon.c does not see is found all the same.
  *
- * Errors: an ERROR in a pass is caught, its transaction aborted, any batch in
- * flight abandoned (the producer is destroyed, so no late delivery report can
- * touch freed memory; the rows stay and are produced again), the message
- * recorded in the slot and logged (the same message at most once a minute);
- * then the relay waits a second and goes on.
+ * After each pass the relay purges expired inbox rows when
+ * outbox.purge_interval has passed (inbox.c) and publishes its state and
+ * backlog figures for outbox.stats (status.c).  While batches are in flight
+ * or a pass found events it goes on at once; otherwise it sleeps until a
+ * committing publisher sets its latch, librdkafka has news, or
+ * outbox.poll_interval (or the purge interval) passes.  A reload that
+ * changes the producer's settings, or a fatal producer error, stops new
+ * reads until nothing is in flight, then the producer is recreated.
  *
- * Memory: relay_cxt lives as long as the worker; batch_cxt holds one batch
- * and is reset at the start of each pass.
+ * Errors: an ERROR in a pass is caught, its transaction aborted, the batches
+ * in flight abandoned (the producer is destroyed, so no late delivery report
+ * can touch reused memory; the rows stay and are produced again), the
+ * message recorded in the slot and logged (the same message at most once a
+ * minute); then the relay waits a second and goes on.
+ *
+ * Memory: relay_cxt lives as long as the worker; each of the two batches has
+ * a context, reset when the batch is read into again.
  *
  *-------------------------------------------------------------------------
  */
@@ -84,21 +97,30 @@
 #define RELAY_ERROR_PAUSE_MS	1000
 #define RELAY_ERROR_REPEAT_MS	60000
 
-/* One event of the batch being relayed */
+/* Batches in flight at most: one waiting for reports while the next is read */
+#define RELAY_PIPELINE 2
+
+typedef struct RelayBatch RelayBatch;
+
+/* One event of a batch being relayed */
 typedef struct RelayEvent
 {
 	int64		id;
 	OutboxMessage msg;
 	bool		done;			/* delivery report served (or immediate error) */
 	rd_kafka_resp_err_t err;
+	RelayBatch *batch;
 } RelayEvent;
 
-typedef struct RelayBatch
+struct RelayBatch
 {
+	MemoryContext cxt;			/* holds the events, reset when reused */
 	RelayEvent *events;
 	int			n;
 	int			outstanding;	/* produced, delivery report not yet served */
-} RelayBatch;
+	int64		from;			/* the read started above this id */
+	int64		final;			/* ids up to this were final at the read */
+};
 
 static OutboxSlot *relay_slot = NULL;
 static OutboxProducer *relay_producer = NULL;
@@ -107,8 +129,10 @@ static char *relay_dbname = NULL;
 static char *relay_label = NULL;
 static char *relay_default_source = NULL;
 static MemoryContext relay_cxt = NULL;
-static MemoryContext batch_cxt = NULL;
-static RelayBatch batch;
+static RelayBatch batches[RELAY_PIPELINE];
+static RelayBatch *flight[RELAY_PIPELINE];	/* in flight, oldest first */
+static int	nflight = 0;
+static bool relay_reload_pending = false;
 static bool relay_paused = false;
 static bool relay_stats_dirty = true;
 static SPIPlanPtr read_plan = NULL;
@@ -120,12 +144,10 @@ static SPIPlanPtr retry_floor_plan = NULL;
 /*
  * Where reads start (see "Reading past delivered ids" above): every row with
  * an id up to relay_cursor has been handled and none can still appear.
- * relay_final is what horizon.c said is final before this pass's read;
- * relay_retry_floor the lowest id waiting for a retry (PG_INT64_MAX: none;
- * -1: not known).
+ * relay_retry_floor is the lowest id waiting for a retry (PG_INT64_MAX:
+ * none; -1: not known).
  */
 static int64 relay_cursor = 0;
-static int64 relay_final = 0;
 static int64 relay_retry_floor = -1;
 static TimestampTz relay_rescanned_at = 0;
 
@@ -254,7 +276,7 @@ relay_on_delivery(void *opaque, rd_kafka_resp_err_t err, void *arg)
 
 	ev->err = err;
 	ev->done = true;
-	batch.outstanding--;
+	ev->batch->outstanding--;
 }
 
 /*
@@ -327,7 +349,7 @@ relay_rfc3339(TimestampTz ts)
 }
 
 /*
- * A text column of the current SPI row as a C string in batch_cxt, or NULL.
+ * A text column of the current SPI row as a C string, or NULL.
  */
 static char *
 relay_text_col(HeapTuple tup, TupleDesc desc, int col)
@@ -384,7 +406,7 @@ relay_build_event(RelayEvent *ev, HeapTuple tup, TupleDesc desc)
 		bytea	   *value = DatumGetByteaPP(d);
 
 		/*
-		 * A toasted payload was just detoasted into batch_cxt: use it where
+		 * A toasted payload was just detoasted into the batch: use it where
 		 * it is.  An inline one points into the SPI result, which goes at
 		 * SPI_finish(): copy it.
 		 */
@@ -537,38 +559,41 @@ relay_end(void)
 }
 
 /*
- * Step 1: read up to outbox.batch_size due events, and at most about
- * outbox.batch_max_bytes of them, into the batch.
+ * Step 1: read up to outbox.batch_size due events with ids above from, and
+ * at most about outbox.batch_max_bytes of them, into b.
  */
 static void
-relay_read_batch(void)
+relay_read_batch(RelayBatch *b, int64 from)
 {
 	Datum		args[2];
 	MemoryContext old;
 	uint64		i;
 	Size		bytes = 0;
 	int			ret;
-	TimestampTz now = GetCurrentTimestamp();
 
-	if (TimestampDifferenceExceeds(relay_rescanned_at, now, outbox_full_scan_interval))
-	{
-		relay_cursor = 0;
-		relay_rescanned_at = now;
-	}
-	/* before the snapshot: what is final must be visible in it */
-	relay_final = outbox_horizon_final(MyDatabaseId);
+	MemoryContextReset(b->cxt);
+	b->n = 0;
+	b->outstanding = 0;
+	b->from = from;
 
 	relay_begin("reading outbox.events");
 	relay_paused = outbox_status_paused();
 	if (relay_paused)
 	{
-		batch.n = 0;
-		batch.outstanding = 0;
 		relay_end();
 		return;
 	}
 	if (outbox_horizon_mark_wanted())
 		outbox_horizon_mark(MyDatabaseId, relay_query_int8(&last_id_plan, last_id_sql));
+
+	/*
+	 * What is final now (a mark taken just above is final at once when no
+	 * publisher was in the middle of a transaction), then a new snapshot for
+	 * the read, so that every row up to that id is in it.
+	 */
+	b->final = outbox_horizon_final(MyDatabaseId);
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	if (read_plan == NULL)
 	{
 		Oid			argtypes[2] = {INT4OID, INT8OID};
@@ -576,7 +601,7 @@ relay_read_batch(void)
 		read_plan = relay_prepare(read_sql, 2, argtypes);
 	}
 	args[0] = Int32GetDatum(outbox_batch_size);
-	args[1] = Int64GetDatum(relay_cursor);
+	args[1] = Int64GetDatum(from);
 	ret = SPI_execute_plan(read_plan, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "outbox relay: reading outbox.events failed: %s",
@@ -587,14 +612,13 @@ relay_read_batch(void)
 	 * past that are left for the next pass.  The SPI result holds large
 	 * payloads as TOAST pointers, so only what is built takes memory.
 	 */
-	old = MemoryContextSwitchTo(batch_cxt);
-	batch.n = 0;
-	batch.outstanding = 0;
-	batch.events = palloc0(sizeof(RelayEvent) * Max(SPI_processed, 1));
+	old = MemoryContextSwitchTo(b->cxt);
+	b->events = palloc0(sizeof(RelayEvent) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed && bytes < (Size) outbox_batch_max_bytes; i++)
 	{
-		RelayEvent *ev = &batch.events[batch.n++];
+		RelayEvent *ev = &b->events[b->n++];
 
+		ev->batch = b;
 		relay_build_event(ev, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 		bytes += relay_event_bytes(ev);
 	}
@@ -603,24 +627,21 @@ relay_read_batch(void)
 }
 
 /*
- * Step 3: produce the batch and serve delivery reports until each message
- * has its outcome.  Interrupts are served while waiting; a latch set by a
- * committing publisher is not lost, since the relay reads again right after
- * a non-empty batch.
+ * Step 3: produce b, and send it at once.
  */
 static void
-relay_produce_batch(void)
+relay_produce_batch(RelayBatch *b)
 {
 	int			i;
 
 	pgstat_report_activity(STATE_RUNNING, "producing to Kafka");
-	for (i = 0; i < batch.n; i++)
+	for (i = 0; i < b->n; i++)
 	{
-		RelayEvent *ev = &batch.events[i];
+		RelayEvent *ev = &b->events[i];
 		rd_kafka_resp_err_t err = outbox_kafka_produce(relay_producer, &ev->msg, ev);
 
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			batch.outstanding++;
+			b->outstanding++;
 		else
 		{
 			ev->err = err;
@@ -628,13 +649,25 @@ relay_produce_batch(void)
 		}
 	}
 	outbox_kafka_send_now(relay_producer);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
 
-	while (batch.outstanding > 0)
+/*
+ * Step 4: serve delivery reports until each message of b has its outcome.
+ * Interrupts are served while waiting; a latch set by a committing
+ * publisher is not lost, since the relay reads again right after a
+ * non-empty batch.
+ */
+static void
+relay_wait_batch(RelayBatch *b)
+{
+	pgstat_report_activity(STATE_RUNNING, "waiting for Kafka");
+	while (b->outstanding > 0)
 	{
 		int			rc;
 
 		outbox_kafka_serve(relay_producer);
-		if (batch.outstanding == 0)
+		if (b->outstanding == 0)
 			break;
 		outbox_slot_set_brokers_up(relay_slot, outbox_kafka_brokers_up(relay_producer));
 		outbox_slot_set_state(relay_slot, outbox_kafka_brokers_up(relay_producer) ?
@@ -651,24 +684,24 @@ relay_produce_batch(void)
 }
 
 /*
- * Step 4: delete what Kafka acknowledged; retry or dead-letter the rest.
+ * Step 5: delete what Kafka acknowledged; retry or dead-letter the rest.
  */
 static void
-relay_record_outcome(void)
+relay_record_outcome(RelayBatch *b)
 {
-	Datum	   *ok_ids = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
-	Datum	   *bad_ids = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
-	Datum	   *codes = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
-	Datum	   *messages = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
-	Datum	   *permanent = MemoryContextAlloc(batch_cxt, sizeof(Datum) * batch.n);
+	Datum	   *ok_ids = MemoryContextAlloc(b->cxt, sizeof(Datum) * b->n);
+	Datum	   *bad_ids = MemoryContextAlloc(b->cxt, sizeof(Datum) * b->n);
+	Datum	   *codes = MemoryContextAlloc(b->cxt, sizeof(Datum) * b->n);
+	Datum	   *messages = MemoryContextAlloc(b->cxt, sizeof(Datum) * b->n);
+	Datum	   *permanent = MemoryContextAlloc(b->cxt, sizeof(Datum) * b->n);
 	int			nok = 0;
 	int			nbad = 0;
 	uint64		dead = 0;
 	int			i;
 
-	for (i = 0; i < batch.n; i++)
+	for (i = 0; i < b->n; i++)
 	{
-		RelayEvent *ev = &batch.events[i];
+		RelayEvent *ev = &b->events[i];
 
 		if (ev->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			ok_ids[nok++] = Int64GetDatum(ev->id);
@@ -764,28 +797,80 @@ relay_wal_end(void)
 }
 
 /*
- * One pass: read, flush WAL, produce, record.  Returns the number of events
- * handled.
+ * The next batch to read into: one not in flight.
+ */
+static RelayBatch *
+relay_free_batch(void)
+{
+	return (nflight > 0 && flight[0] == &batches[0]) ? &batches[1] : &batches[0];
+}
+
+/*
+ * One pass of the pipeline.  First read and produce a new batch, unless the
+ * pipeline is full, or held (the producer is to be recreated), or retries
+ * are pending (then batches go one at a time, so that a due retry is read
+ * before later events of its key).  A batch read while another is in
+ * flight starts past that one's last id.  Then, once the pipeline is full
+ * or nothing more was read, wait for the oldest batch's reports and record
+ * them.  Returns the events read or recorded: non-zero while any batch is
+ * in flight.
  */
 static int
-relay_pass(void)
+relay_pass(bool hold)
 {
-	MemoryContextReset(batch_cxt);
-	relay_read_batch();
-	if (batch.n == 0)
-		return 0;
+	int			handled = 0;
+	bool		found = false;
+	TimestampTz now = GetCurrentTimestamp();
 
-	/* no phantom events: what we read must be durable before Kafka has it */
-	XLogFlush(relay_wal_end());
+	if (nflight == 0 &&
+		TimestampDifferenceExceeds(relay_rescanned_at, now, outbox_full_scan_interval))
+	{
+		relay_cursor = 0;
+		relay_rescanned_at = now;
+	}
+	if (nflight < RELAY_PIPELINE && !hold &&
+		(nflight == 0 || relay_retry_floor == PG_INT64_MAX))
+	{
+		RelayBatch *b = relay_free_batch();
+		int64		from = relay_cursor;
 
-	relay_produce_batch();
-	relay_record_outcome();
+		if (nflight > 0)
+		{
+			RelayBatch *newest = flight[nflight - 1];
 
-	/* the batch holds every due row from the cursor up to its last id */
-	relay_cursor = Max(relay_cursor,
-					   Min(Min(batch.events[batch.n - 1].id, relay_final),
-						   relay_retry_floor - 1));
-	return batch.n;
+			from = Max(from, newest->events[newest->n - 1].id);
+		}
+		relay_read_batch(b, from);
+		if (b->n > 0)
+		{
+			/* no phantom events: what we read must be durable before Kafka has it */
+			XLogFlush(relay_wal_end());
+			relay_produce_batch(b);
+			flight[nflight++] = b;
+			found = true;
+			handled += b->n;
+		}
+	}
+	if (nflight > 0 && (nflight == RELAY_PIPELINE || !found))
+	{
+		RelayBatch *b = flight[0];
+
+		relay_wait_batch(b);
+		relay_record_outcome(b);
+
+		/*
+		 * A batch read from the cursor holds every due row from there up to
+		 * its last id that was final when it was read.
+		 */
+		if (b->from <= relay_cursor)
+			relay_cursor = Max(relay_cursor,
+							   Min(Min(b->events[b->n - 1].id, b->final),
+								   relay_retry_floor - 1));
+		flight[0] = flight[1];
+		nflight--;
+		handled += b->n;
+	}
+	return handled;
 }
 
 /*
@@ -837,19 +922,23 @@ relay_update_status(int handled)
 
 /*
  * After an ERROR with messages in flight, drop the producer so that no late
- * delivery report writes into a batch that is about to be freed.  The rows
+ * delivery report writes into a batch that is about to be reused.  The rows
  * are still in outbox.events and will be produced again.
  */
 static void
-relay_abandon_batch(void)
+relay_abandon_batches(void)
 {
-	if (batch.outstanding > 0 && relay_producer != NULL)
+	int			i;
+
+	for (i = 0; i < nflight; i++)
 	{
-		outbox_kafka_destroy(relay_producer);
-		relay_producer = NULL;
+		if (flight[i]->outstanding > 0 && relay_producer != NULL)
+		{
+			outbox_kafka_destroy(relay_producer);
+			relay_producer = NULL;
+		}
 	}
-	batch.n = 0;
-	batch.outstanding = 0;
+	nflight = 0;
 }
 
 /*
@@ -896,6 +985,7 @@ outbox_relay_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	int			slotno;
+	int			i;
 	sigjmp_buf	local_sigjmp_buf;
 
 	memcpy(&slotno, MyBgworkerEntry->bgw_extra, sizeof(int));
@@ -914,15 +1004,17 @@ outbox_relay_main(Datum main_arg)
 	 * The relay's own commits (deleting delivered rows, recording failures)
 	 * do not wait for the WAL flush.  One lost in a crash only means its
 	 * events are delivered again, and the flush before the next batch is
-	 * produced (relay_pass) covers it, so a crash still repeats at most the
-	 * last batch.  The events themselves were committed by their publishers.
+	 * produced (relay_pass) covers it, so a crash repeats no more than the
+	 * batches in flight.  The events themselves were committed by their
+	 * publishers.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	relay_cxt = AllocSetContextCreate(TopMemoryContext, "outbox relay",
 									  ALLOCSET_DEFAULT_SIZES);
-	batch_cxt = AllocSetContextCreate(relay_cxt, "outbox relay batch",
-									  ALLOCSET_DEFAULT_SIZES);
+	for (i = 0; i < RELAY_PIPELINE; i++)
+		batches[i].cxt = AllocSetContextCreate(relay_cxt, "outbox relay batch",
+											   ALLOCSET_DEFAULT_SIZES);
 
 	StartTransactionCommand();
 	relay_dbname = MemoryContextStrdup(relay_cxt, get_database_name(dboid));
@@ -944,7 +1036,7 @@ outbox_relay_main(Datum main_arg)
 		HOLD_INTERRUPTS();
 		relay_report_error();
 		AbortCurrentTransaction();
-		relay_abandon_batch();
+		relay_abandon_batches();
 		relay_cursor = 0;
 		relay_retry_floor = -1;
 		MemoryContextSwitchTo(TopMemoryContext);
@@ -958,7 +1050,7 @@ outbox_relay_main(Datum main_arg)
 	for (;;)
 	{
 		int			handled;
-		bool		reloaded = false;
+		bool		hold;
 		ErrorContextCallback errcallback;
 
 		errcallback.callback = relay_error_context;
@@ -971,11 +1063,21 @@ outbox_relay_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			reloaded = true;
+			relay_reload_pending = true;
 		}
-		relay_refresh_producer(reloaded);
 
-		handled = relay_pass();
+		/*
+		 * The producer is recreated only with nothing in flight: until then
+		 * the pipeline reads nothing new.
+		 */
+		if (nflight == 0)
+		{
+			relay_refresh_producer(relay_reload_pending);
+			relay_reload_pending = false;
+		}
+		hold = relay_reload_pending || outbox_kafka_failed_fatally(relay_producer);
+
+		handled = relay_pass(hold);
 		if (outbox_inbox_purge_due())
 			relay_purge_inbox();
 		relay_update_status(handled);

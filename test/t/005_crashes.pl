@@ -56,7 +56,7 @@ ok($node->poll_query_until('postgres',
 	'a new relay runs after the kill');
 ok(wait_drained($node), 'backlog drained after the kill');
 my $dups = check_delivery($node, $broker, 'relay SIGKILL mid-batch', 'kill9');
-cmp_ok($dups, '<=', 500, 'duplicates at most one batch (those produced but not yet deleted)');
+cmp_ok($dups, '<=', 1000, 'duplicates at most the two batches in flight (produced but not yet deleted)');
 
 # 2. postmaster stopped with -m immediate mid-batch
 backlog('immediate', 20000, 20);
@@ -66,7 +66,7 @@ $node->stop('immediate');
 $node->start;
 ok(wait_drained($node), 'backlog drained after an immediate shutdown and restart');
 $dups = check_delivery($node, $broker, 'postmaster immediate stop mid-batch', 'immediate');
-cmp_ok($dups, '<=', 500, 'duplicates at most one batch');
+cmp_ok($dups, '<=', 1000, 'duplicates at most the two batches in flight');
 
 # 3. no phantom events with synchronous_commit = off: when Kafka holds an
 # event, its commit record must already be flushed, or a crash of the machine
