@@ -543,13 +543,12 @@ def report_memory(d, failures, logged):
         def mbk(k):
             return fmt(m[k] / 1024.0, 1) if m.get(k) is not None else '-'
 
-        peaks = [v for v in (m.get('peak_kb'), m.get('hwm_kb')) if v is not None]
-        top = max(peaks) if peaks else None
+        anon = m.get('peak_anon_kb')
         rows.append([label, fmt(r['events']), fmt(r['payload_bytes']) if r['payload_bytes'] else '~100',
                      '%s x %s' % (fmt(r['transactions']), fmt(r['tx_size'])),
                      fmt(r['publish_s'], 1), fmt(r['drain_s'], 2), fmt(r['events_per_s'], 0),
                      mbk('before_kb'), mbk('peak_kb'), mbk('after_kb'), mbk('hwm_kb'),
-                     mbk('before_anon_kb'), mbk('peak_anon_kb'), ratio(top / 1024.0, 100.0) if top else '-',
+                     mbk('before_anon_kb'), mbk('peak_anon_kb'), ratio(anon / 1024.0, 100.0) if anon else '-',
                      fmt(len(errs)) if errs is not None else '-',
                      fmt(appended), fmt(c and c['messages']),
                      fmt(c and appended - c['messages']), 'ok' if ok else 'FAIL'])
@@ -558,15 +557,16 @@ def report_memory(d, failures, logged):
     table('8. Relay memory draining a backlog published while it was paused',
           ['backlog', 'events', 'payload bytes', 'tx x events', 'publish s', 'resume->empty s',
            'events/s', 'RSS before MB', 'RSS peak MB', 'RSS after MB', 'VmHWM MB',
-           'RssAnon before MB', 'RssAnon peak MB', 'peak / 100 MB', 'log ERRORs', 'appended', 'read',
+           'RssAnon before MB', 'RssAnon peak MB', 'RssAnon peak / 100 MB', 'log ERRORs', 'appended', 'read',
            'dropped unread', 'check'], rows)
     print('   drain.py --mode paused: outbox.pause_relay(), the backlog published, then')
     print('   outbox.resume_relay(); clock from the resume until outbox.events is empty.  RSS')
     print('   (VmRSS, /proc/PID/status) sampled every 0.1 s from just before the resume to the end;')
     print('   VmHWM: the peak RSS over the same span (reset before it; the kernel updates it lazily,')
     print('   so it can be below a sample).  VmRSS counts the pages of shared memory (shared_buffers)')
-    print('   the relay touched; RssAnon is its private memory.  peak / 100 MB: the larger of RSS')
-    print('   peak and VmHWM against the 100 MB target.  b: publish_binary() of random bytes,')
+    print('   the relay touched, which PostgreSQL shares among all its processes (up to')
+    print('   shared_buffers, 128 MB here); RssAnon is the relay\'s own memory (its heap, librdkafka\'s')
+    print('   buffers), which the 100 MB target is about.  b: publish_binary() of random bytes,')
     print("   outbox.max_message_size and the producer's message.max.bytes raised to 2,000,000.")
     print('   appended: records the broker appended to the topic (high watermarks, less the')
     print('   warm-up); read: by a consumer assigned before publishing (count_topic.py); dropped')

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Benchmarks of outbox, end to end on a throw-away setup, printed as tables:
 #
-#  1. Drain rate: a backlog of BENCH_EVENTS events (default 200000; ~100-byte
+#  1. Drain rate: a backlog of BENCH_EVENTS events (default 1000000; ~100-byte
 #     JSON payloads, 100 keys) is published (a) in ONE transaction, timed from
 #     COMMIT until outbox.events is empty, and (b) as BENCH_EVENTS/100
 #     transactions of 100 events sent as fast as psql can from one session,
@@ -66,8 +66,8 @@
 #     runs again; their rate and latency beside 1's and 6's.  Then, still
 #     held, VACUUM outbox.events and its dead rows (n_dead_tup) and size;
 #     and the same after the transaction ended.
-#  8. Memory: the relay's VmRSS, sampled every 0.1 s, and its VmHWM, while
-#     it drains a backlog published while it was paused (transactions of
+#  8. Memory: the relay's VmRSS and RssAnon (its private memory), sampled
+#     every 0.1 s, and its VmHWM, while it drains a backlog published while it was paused (transactions of
 #     10000 events, one statement each), from outbox.resume_relay() until
 #     outbox.events is empty: (a) BENCH_MEMORY_EVENTS events (default
 #     1000000) as in 1, (b) BENCH_MEMORY_BIG events (default 200) of
@@ -77,8 +77,8 @@
 #     drain.py --mode paused --relay-memory).  Topics counted as in 1.
 #
 # BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8"; 4 and 7 take the
-# relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
-# minutes on 2 CPUs: 10 for 1 to 5, most of it filling and purging the
+# relay's figures from 1, 7 those from 6 too).  Default sizes take about 30
+# minutes on 2 CPUs: 15 for 1 to 5, most of it filling and purging the
 # 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
 # the two sustained runs (BENCH_SUSTAIN_SECONDS).
 #
@@ -118,7 +118,7 @@ else
     source test/setup.sh
 fi
 
-EVENTS=${BENCH_EVENTS:-200000}
+EVENTS=${BENCH_EVENTS:-1000000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
