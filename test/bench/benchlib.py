@@ -21,12 +21,12 @@ if '/usr/lib/python3/dist-packages' not in sys.path:
 
 NKEYS = 100
 
-# The payload of event number i, built by PostgreSQL (column alias i).
-# Kept in step with payload_json() below.
+# The payload of event number i, built by PostgreSQL (column alias i, int4 or
+# int8: the product is computed in int8).  Kept in step with payload_json().
 PAYLOAD_SQL = ("pg_catalog.jsonb_build_object("
                "'order_id', i, "
                "'customer', 'customer-' || pg_catalog.lpad((i % 1000)::text, 6, '0'), "
-               "'amount', (i * 7919) % 100000, "
+               "'amount', (i::int8 * 7919) % 100000, "
                "'currency', 'EUR', "
                "'status', 'placed', "
                "'items', i % 7 + 1)")

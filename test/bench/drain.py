@@ -88,8 +88,7 @@ from benchlib import (PAYLOAD_SQL, KEY_SQL, process_memory_kb, relay_pid, reset_
                       wait_state)
 
 # complete statements: values are inlined (no driver parameters, so that
-# the same text also serves psql and the % in the SQL needs no escaping);
-# i is bigint, as i * 7919 in PAYLOAD_SQL overflows int4 past event 271,000
+# the same text also serves psql and the % in the SQL needs no escaping)
 PUBLISH_SQL = ("SELECT pg_catalog.count(outbox.publish{b}(topic => {t}, payload => {p}, key => {k}))"
                "  FROM pg_catalog.generate_series({lo}::int8, {hi}::int8) AS g(i)")
 # --payload-bytes: n random bytes, computed once per statement (uncorrelated)
