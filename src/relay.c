@@ -23,9 +23,9 @@
  * Pipeline: two batches can be in flight.  While Kafka acknowledges one, the
  * next is read (past the first one's last id) and produced, and the first
  * one's outcome is recorded while the second travels; so reading and
- * recording overlap Kafka's round trips.  While retries are pending the
- * batches go one at a time, so that a retry that comes due is read before
- * the later events of its key.  The price: after a crash up to two batches
+ * recording overlap Kafka's round trips.  While retries are pending, or when
+ * a batch's ids were not all final at its read, the batches go one at a
+ * time (see relay_pipeline_ok).  The price: after a crash up to two batches
  * are produced again, and if an event fails while the next batch is already
  * produced, later events of its key in that batch are in Kafka before it.
  *
@@ -806,11 +806,25 @@ relay_free_batch(void)
 }
 
 /*
+ * May the next batch be read while newest is in flight, starting past its
+ * last id?  Not while retries are pending (a retry that comes due must be
+ * read before later events of its key, and it lies below), and not when
+ * newest's ids were not all final at its read: a row below its last id may
+ * still commit, and only a read from the cursor finds it, so the cursor must
+ * catch up first instead of lagging behind a pipeline that never empties.
+ */
+static bool
+relay_pipeline_ok(RelayBatch *newest)
+{
+	return relay_retry_floor == PG_INT64_MAX &&
+		newest->final >= newest->events[newest->n - 1].id;
+}
+
+/*
  * One pass of the pipeline.  First read and produce a new batch, unless the
- * pipeline is full, or held (the producer is to be recreated), or retries
- * are pending (then batches go one at a time, so that a due retry is read
- * before later events of its key).  A batch read while another is in
- * flight starts past that one's last id.  Then, once the pipeline is full
+ * pipeline is full, or held (the producer is to be recreated), or the
+ * newest batch in flight forbids it (relay_pipeline_ok).  A batch read
+ * while another is in flight starts past that one's last id.  Then, once the pipeline is full
  * or nothing more was read, wait for the oldest batch's reports and record
  * them.  Returns the events read or recorded: non-zero while any batch is
  * in flight.
@@ -829,7 +843,7 @@ relay_pass(bool hold)
 		relay_rescanned_at = now;
 	}
 	if (nflight < RELAY_PIPELINE && !hold &&
-		(nflight == 0 || relay_retry_floor == PG_INT64_MAX))
+		(nflight == 0 || relay_pipeline_ok(flight[nflight - 1])))
 	{
 		RelayBatch *b = relay_free_batch();
 		int64		from = relay_cursor;
@@ -1084,6 +1098,12 @@ outbox_relay_main(Datum main_arg)
 		if (handled > 0)
 			continue;
 
+		/*
+		 * Going idle: make the relay's own deletes durable now, so that the
+		 * flush before the next batch (relay_pass) has nothing of ours to wait
+		 * for when the next event comes.
+		 */
+		XLogFlush(relay_wal_end());
 		pgstat_report_stat(true);
 		(void) WaitLatchOrSocket(MyLatch,
 								 WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
