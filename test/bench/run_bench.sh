@@ -77,8 +77,8 @@
 #     drain.py --mode paused --relay-memory).  Topics counted as in 1.
 #
 # BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8"; 4 and 7 take the
-# relay's figures from 1, 7 those from 6 too).  Default sizes take about 30
-# minutes on 2 CPUs: 15 for 1 to 5, most of it filling and purging the
+# relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
+# minutes on 2 CPUs: 9 for 1 to 5, most of it filling and purging the
 # 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
 # the two sustained runs (BENCH_SUSTAIN_SECONDS).
 #
