@@ -53,7 +53,7 @@ from benchlib import (KEY_SQL, PAYLOAD_SQL, alternating, log, pgbench, process_c
                       wait_state)
 
 TOPIC = 'bench.publish'
-MAX_I = 200000          # keeps (i * 7919) in int4, as in the drain section
+MAX_I = 200000          # event numbers 1..MAX_I, drawn at random per row
 
 SETUP_SQL = """
 DROP SCHEMA IF EXISTS bench_plain_pub CASCADE;
