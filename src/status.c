@@ -90,9 +90,10 @@ outbox_status_refresh_due(void)
  * Count the backlog and the dead letters and publish them, with the
  * delivery rate since the last refresh, in the slot.  cursor is where the
  * relay's reads start: below it only rows waiting for a retry remain, so the
- * oldest event is the first after it or the oldest retry, found without
- * walking the dead index entries below the cursor.  Caller has SPI
- * connected.
+ * backlog is what lies above it plus those retries, and the oldest event the
+ * first after it or the oldest retry; both found without walking the dead
+ * rows below the cursor, which a held-back xmin keeps (a count(*) of the
+ * whole table would scan them all).  Caller has SPI connected.
  */
 void
 outbox_status_refresh(OutboxSlot *slot, int64 cursor)
@@ -113,7 +114,8 @@ outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 	{
 		Oid			argtypes[1] = {INT8OID};
 		SPIPlanPtr	plan = SPI_prepare_cursor(
-			"SELECT (SELECT pg_catalog.count(*) FROM outbox.events),"
+			"SELECT (SELECT pg_catalog.count(*) FROM outbox.events WHERE id > $1)"
+			"       + (SELECT pg_catalog.count(*) FROM outbox.events WHERE attempts > 0 AND id <= $1),"
 			"       LEAST((SELECT created_at FROM outbox.events WHERE id > $1 ORDER BY id LIMIT 1),"
 			"             (SELECT pg_catalog.min(created_at) FROM outbox.events WHERE attempts > 0)),"
 			"       (SELECT pg_catalog.count(*) FROM outbox.dead_letters)",
