@@ -192,12 +192,12 @@ outbox_horizon_enter(void)
 }
 
 /*
- * The highest id known to be final for the relay of database dboid: the
- * pending mark becomes final when every counter it copied moved on.  Call
- * before taking the snapshot that reads events.
+ * The highest id known to be final for this relay: the pending mark becomes
+ * final when every counter it copied moved on.  Call before taking the
+ * snapshot that reads events.
  */
 int64
-outbox_horizon_final(Oid dboid)
+outbox_horizon_final(void)
 {
 	int			i;
 

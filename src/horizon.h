@@ -23,7 +23,7 @@ extern void outbox_horizon_enter(void);
 extern void outbox_horizon_xact_event(XactEvent event);
 
 /* the relay */
-extern int64 outbox_horizon_final(Oid dboid);
+extern int64 outbox_horizon_final(void);
 extern bool outbox_horizon_mark_wanted(void);
 extern void outbox_horizon_mark(Oid dboid, int64 last_id);
 

@@ -591,7 +591,7 @@ relay_read_batch(RelayBatch *b, int64 from)
 	 * publisher was in the middle of a transaction), then a new snapshot for
 	 * the read, so that every row up to that id is in it.
 	 */
-	b->final = outbox_horizon_final(MyDatabaseId);
+	b->final = outbox_horizon_final();
 	PopActiveSnapshot();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (read_plan == NULL)
