@@ -71,13 +71,51 @@ SELECT outbox.publish('t', '{}', headers => '{"n": {"nested": "x"}}');
 SELECT outbox.publish('t', '{}', headers => '{"": "empty name"}');
 SELECT outbox.publish('t', '{}', headers => '{}') IS NOT NULL AS empty_headers_ok;
 
+-- headers outbox sets itself cannot be forged, in any case; other ce_* can be given
+DO $$
+DECLARE
+    h text;
+BEGIN
+    FOREACH h IN ARRAY ARRAY['ce_id', 'ce_source', 'ce_type', 'ce_specversion', 'ce_time',
+                             'content-type', 'traceparent', 'ce_datacontenttype']
+    LOOP
+        BEGIN
+            PERFORM outbox.publish('t', '{}', headers => jsonb_build_object(h, 'forged'));
+            RAISE NOTICE '% accepted', h;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE NOTICE '% refused: % (%)', h, SQLERRM, SQLSTATE;
+        END;
+    END LOOP;
+END $$;
+SELECT outbox.publish('t', '{}', headers => '{"CE_ID": "forged"}');
+SELECT outbox.publish('t', '{}', headers => '{"Content-Type": "text/plain"}');
+SELECT outbox.publish('t', '{}', headers => '{"TraceParent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}');
+SELECT outbox.publish('t', '{}', headers => '{"x-outbox-error": "forged"}');
+SELECT outbox.publish('t', '{}', headers => '{"ce_subject": "order-42", "ce_tenant": "acme", "x-outboxed": "y"}')
+       IS NOT NULL AS ce_extension_attributes_ok;
+
 -- other arguments
 SELECT outbox.publish('t', '{}', event_type => '');
 SELECT outbox.publish('t', '{}', source => '');
 SELECT outbox.publish('t', '{}', event_type => repeat('x', 1025));
 SELECT outbox.publish('t', '{}', traceparent => 'not-a-trace');
 SELECT outbox.publish('t', '{}', traceparent => '00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01');
+-- W3C trace context forbids version ff, an all-zero trace id and an all-zero parent id
+SELECT outbox.publish('t', '{}', traceparent => 'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+SELECT outbox.publish('t', '{}', traceparent => '00-00000000000000000000000000000000-00f067aa0ba902b7-01');
+SELECT outbox.publish('t', '{}', traceparent => '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01');
+SELECT outbox.publish('t', '{}', traceparent => '01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00') IS NOT NULL
+       AS other_version_ok;
 SELECT outbox.publish_binary('t', '\x00', content_type => '');
+
+-- outbox.commit_order locks the key with a lock no SQL function can take
+-- (not an advisory lock, which any role could take to stall publishers)
+BEGIN;
+SET LOCAL outbox.commit_order = on;
+SELECT outbox.publish('t', '{}', key => 'locked') IS NOT NULL AS published;
+SELECT locktype, mode, granted FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype IN ('advisory', 'userlock');
+ROLLBACK;
 
 -- payload size limit (outbox.max_message_size, default 960 kB) counts key and headers too
 SHOW outbox.max_message_size;

@@ -4,8 +4,8 @@
  *	  The inbox: outbox.receive() marks an event id as handled by a consumer
  *	  in the caller's transaction, outbox.received() asks without marking,
  *	  and expired rows are purged in small batches, by the relay every
- *	  outbox.purge_interval (one transaction per batch, run by relay.c) or
- *	  by outbox.purge_inbox() on demand.
+ *	  outbox.purge_interval (one transaction per batch) or by
+ *	  outbox.purge_inbox() on demand.
  *
  * De-duplication is one INSERT ... ON CONFLICT DO NOTHING, never a check
  * followed by an insert: a concurrent receive() of the same (consumer, id)
@@ -37,6 +37,7 @@
 
 #include "inbox.h"
 #include "outbox.h"
+#include "spiutil.h"
 
 /* Longest consumer name and text event id receive() accepts */
 #define OUTBOX_MAX_CONSUMER_LEN 200
@@ -203,26 +204,6 @@ inbox_ttl_arg(FunctionCallInfo fcinfo)
 }
 
 /*
- * Prepare a statement once per backend.
- */
-static SPIPlanPtr
-inbox_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "outbox inbox: SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "outbox inbox: SPI_keepplan failed");
-		*plan = p;
-	}
-	return *plan;
-}
-
-/*
  * Shared body of the two receive() variants.
  */
 static Datum
@@ -240,7 +221,7 @@ inbox_receive(FunctionCallInfo fcinfo, bool is_text)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "outbox inbox: SPI_connect failed");
-	ret = SPI_execute_plan(inbox_plan(&receive_plan, receive_sql, 3, argtypes),
+	ret = SPI_execute_plan(outbox_plan(&receive_plan, receive_sql, 3, argtypes, 0),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "outbox inbox: insert failed: %s", SPI_result_code_string(ret));
@@ -284,7 +265,7 @@ inbox_received(FunctionCallInfo fcinfo, bool is_text)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "outbox inbox: SPI_connect failed");
-	ret = SPI_execute_plan(inbox_plan(&received_plan, received_sql, 2, argtypes),
+	ret = SPI_execute_plan(outbox_plan(&received_plan, received_sql, 2, argtypes, 0),
 						   args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "outbox inbox: lookup failed: %s", SPI_result_code_string(ret));
@@ -313,11 +294,11 @@ outbox_received_text(PG_FUNCTION_ARGS)
 
 /*
  * Delete up to outbox.purge_batch_size expired rows with expires_at at or
- * after *from, and move *from to the latest one deleted; the caller has SPI
- * connected (purge_inbox() below, or the relay with a transaction per batch).  Rows locked by someone else are skipped, never waited for.
+ * after *from, and move *from to the latest one deleted; SPI is connected.
+ * Rows locked by someone else are skipped, never waited for.
  */
-uint64
-outbox_inbox_purge_batch(TimestampTz *from)
+static uint64
+inbox_purge_batch(TimestampTz *from)
 {
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
@@ -326,7 +307,7 @@ outbox_inbox_purge_batch(TimestampTz *from)
 
 	args[0] = Int32GetDatum(outbox_purge_batch_size);
 	args[1] = TimestampTzGetDatum(*from);
-	ret = SPI_execute_plan(inbox_plan(&purge_plan, purge_sql, 2, argtypes),
+	ret = SPI_execute_plan(outbox_plan(&purge_plan, purge_sql, 2, argtypes, 0),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "outbox inbox: purge failed: %s", SPI_result_code_string(ret));
@@ -342,6 +323,38 @@ outbox_inbox_purge_batch(TimestampTz *from)
 	return SPI_processed;
 }
 
+/* when the relay last purged */
+static TimestampTz last_purge = 0;
+
+/*
+ * Purge every expired row, in batches, until a batch comes back short;
+ * returns how many went.  own_transactions (the relay): each batch is a unit
+ * of work of its own, so no lock is held long and vacuum can follow;
+ * otherwise (purge_inbox()) all run in the caller's transaction, with SPI
+ * connected.
+ */
+uint64
+outbox_inbox_purge(bool own_transactions)
+{
+	TimestampTz from = DT_NOBEGIN;
+	uint64		total = 0;
+	uint64		n;
+
+	if (own_transactions)
+		last_purge = GetCurrentTimestamp();
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (own_transactions)
+			outbox_work_begin("purging expired inbox rows");
+		n = inbox_purge_batch(&from);
+		if (own_transactions)
+			outbox_work_end();
+		total += n;
+	} while (n == (uint64) outbox_purge_batch_size);
+	return total;
+}
+
 /*
  * outbox.purge_inbox() RETURNS bigint: purge every expired row now, in
  * batches within the caller's transaction, and return how many went.
@@ -349,37 +362,26 @@ outbox_inbox_purge_batch(TimestampTz *from)
 Datum
 outbox_purge_inbox(PG_FUNCTION_ARGS)
 {
-	uint64		total = 0;
-	uint64		n;
-	TimestampTz from = DT_NOBEGIN;
+	uint64		total;
 
 	outbox_require_preload();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "outbox inbox: SPI_connect failed");
-	do
-	{
-		CHECK_FOR_INTERRUPTS();
-		n = outbox_inbox_purge_batch(&from);
-		total += n;
-	} while (n == (uint64) outbox_purge_batch_size);
+	total = outbox_inbox_purge(false);
 	SPI_finish();
 	PG_RETURN_INT64((int64) total);
 }
 
 /*
- * True when outbox.purge_interval has passed since the relay's last purge
- * (the first comes one interval after the relay started).
+ * Milliseconds until the relay's next purge is due (zero or less: now); the
+ * first comes one outbox.purge_interval after the relay started.
  */
-bool
-outbox_inbox_purge_due(void)
+long
+outbox_inbox_purge_in_ms(void)
 {
-	static TimestampTz last_purge = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (last_purge == 0)
 		last_purge = now;
-	if (!TimestampDifferenceExceeds(last_purge, now, outbox_purge_interval))
-		return false;
-	last_purge = now;
-	return true;
+	return outbox_purge_interval - (long) ((now - last_purge) / 1000);
 }

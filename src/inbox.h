@@ -12,7 +12,7 @@
 
 #include "datatype/timestamp.h"
 
-extern bool outbox_inbox_purge_due(void);
-extern uint64 outbox_inbox_purge_batch(TimestampTz *from);
+extern long outbox_inbox_purge_in_ms(void);
+extern uint64 outbox_inbox_purge(bool own_transactions);
 
 #endif							/* OUTBOX_INBOX_H */

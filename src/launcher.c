@@ -43,7 +43,7 @@
 
 #include "outbox.h"
 #include "shmem.h"
-#include "status.h"
+#include "waits.h"
 
 #define OUTBOX_LAUNCHER_NAPTIME_MS	10000
 #define OUTBOX_RESTART_MIN_MS		1000

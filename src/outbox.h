@@ -36,6 +36,9 @@ extern bool outbox_commit_order;
 extern PGDLLEXPORT void outbox_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void outbox_relay_main(Datum main_arg);
 
+/* relay.c */
+extern void outbox_relay_exit_without_extension(void) pg_attribute_noreturn();
+
 /* launcher.c */
 extern void outbox_register_launcher(void);
 

@@ -31,7 +31,9 @@
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -42,6 +44,7 @@
 
 #include "horizon.h"
 #include "outbox.h"
+#include "message.h"
 #include "shmem.h"
 
 /* Attribute numbers of outbox.events, as created by the install script */
@@ -77,6 +80,7 @@ static object_access_hook_type prev_object_access_hook = NULL;
 PG_FUNCTION_INFO_V1(outbox_publish);
 PG_FUNCTION_INFO_V1(outbox_publish_binary);
 PG_FUNCTION_INFO_V1(outbox_wake_relay);
+PG_FUNCTION_INFO_V1(outbox_nudge_relay);
 
 /*
  * At commit, wake whoever the transaction asked for; at abort, forget.
@@ -245,47 +249,47 @@ outbox_check_topic(text *topic)
 	}
 }
 
+/* outbox_headers_walk callback of outbox_check_headers: one header */
+static void
+outbox_check_header(const char *name, int name_len, JsonbValue *v, void *arg)
+{
+	Size	   *size = (Size *) arg;
+
+	if (name_len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("headers must not have an empty name")));
+	if (outbox_header_is_reserved(name, name_len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("header name \"%s\" is reserved by outbox",
+						pnstrdup(name, name_len)),
+				 errdetail("outbox sets ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type and traceparent itself, and keeps ce_datacontenttype and names starting with x-outbox- (compared without regard to case)."),
+				 errhint("Use the event_type, source or traceparent argument; other ce_* extension attributes may be given.")));
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("headers must be a JSON object of strings"),
+				 errdetail("The value of header \"%s\" is not a string.",
+						   pnstrdup(name, name_len))));
+	*size += name_len + v->val.string.len;
+}
+
 /*
- * headers must be a JSON object whose values are all strings; returns the
- * bytes its names and values add to the Kafka message.
+ * headers must be a JSON object of strings with none of the names outbox
+ * sets itself; returns the bytes its names and values add to the message.
  */
 static Size
 outbox_check_headers(Jsonb *headers)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
 	Size		size = 0;
-	char	   *name = NULL;
 
 	if (!JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("headers must be a JSON object of strings"),
 				 errdetail("Pass headers like '{\"x-tenant\": \"acme\"}'.")));
-
-	it = JsonbIteratorInit(&headers->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-		{
-			if (v.val.string.len == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("headers must not have an empty name")));
-			name = pnstrdup(v.val.string.val, v.val.string.len);
-			size += v.val.string.len;
-		}
-		else if (tok == WJB_VALUE)
-		{
-			if (v.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("headers must be a JSON object of strings"),
-						 errdetail("The value of header \"%s\" is not a string.", name)));
-			size += v.val.string.len;
-		}
-	}
+	outbox_headers_walk(headers, outbox_check_header, &size);
 	return size;
 }
 
@@ -316,29 +320,16 @@ outbox_check_optional_text(FunctionCallInfo fcinfo, int argno,
 }
 
 /*
- * traceparent, when given, must be a W3C trace context header:
- * version "-" 32 hex "-" 16 hex "-" 2 hex, lower case.
+ * traceparent, when given, must be a valid W3C trace context header.
  */
 static void
 outbox_check_traceparent(text *tp)
 {
-	const char *s = VARDATA_ANY(tp);
-	int			len = VARSIZE_ANY_EXHDR(tp);
-	int			i;
-	bool		ok = (len == 55);
-
-	for (i = 0; ok && i < len; i++)
-	{
-		if (i == 2 || i == 35 || i == 52)
-			ok = (s[i] == '-');
-		else
-			ok = ((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'));
-	}
-	if (!ok)
+	if (!outbox_traceparent_is_valid(VARDATA_ANY(tp), VARSIZE_ANY_EXHDR(tp)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("traceparent is not a W3C trace context header"),
-				 errdetail("Expected a value like \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\".")));
+				 errdetail("Expected a value like \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\": lower-case hex, a version other than ff, and a trace id and parent id that are not all zeros.")));
 }
 
 /*
@@ -397,26 +388,33 @@ outbox_insert_event(Datum *values, bool *nulls)
 }
 
 /*
- * outbox.commit_order: take a transaction-scoped advisory lock on the
- * (topic, key) before the row gets its id.  A second transaction publishing
- * for the same key waits until the first ends, so ids of one key follow
- * commit order, and the relay, which reads in id order, delivers in commit
- * order.  The lock lives in the advisory lock space under the two-key form
- * (OUTBOX_ADVISORY_CLASS, hash of topic and key).
+ * outbox.commit_order: lock the (topic, key) until the transaction ends,
+ * before the row gets its id.  A second transaction publishing for the same
+ * key waits until the first ends, so ids of one key follow commit order,
+ * and the relay, which reads in id order, delivers in commit order.
+ *
+ * The lock is of the "userlock" type, which no SQL function takes (unlike
+ * advisory locks, which any role could take on the same keys to stall a
+ * publisher), in this database, on (hash of topic, hash of key,
+ * OUTBOX_LOCK_CLASS).  It is held in the transaction's lock set, so deadlock
+ * detection and release at commit or abort are PostgreSQL's own.
  */
-#define OUTBOX_ADVISORY_CLASS 0x0B0C5EED
+#define OUTBOX_LOCK_CLASS 0x0B0C
 
 static void
 outbox_lock_key(text *topic, text *key)
 {
-	uint32		h = hash_bytes((const unsigned char *) VARDATA_ANY(topic),
-							   VARSIZE_ANY_EXHDR(topic));
+	LOCKTAG		tag;
 
-	h = hash_combine(h, hash_bytes((const unsigned char *) VARDATA_ANY(key),
-								   VARSIZE_ANY_EXHDR(key)));
-	DirectFunctionCall2(pg_advisory_xact_lock_int4,
-						Int32GetDatum((int32) OUTBOX_ADVISORY_CLASS),
-						Int32GetDatum((int32) h));
+	tag.locktag_field1 = MyDatabaseId;
+	tag.locktag_field2 = hash_bytes((const unsigned char *) VARDATA_ANY(topic),
+									VARSIZE_ANY_EXHDR(topic));
+	tag.locktag_field3 = hash_bytes((const unsigned char *) VARDATA_ANY(key),
+									VARSIZE_ANY_EXHDR(key));
+	tag.locktag_field4 = OUTBOX_LOCK_CLASS;
+	tag.locktag_type = LOCKTAG_USERLOCK;
+	tag.locktag_lockmethodid = USER_LOCKMETHOD;
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 /*
@@ -520,7 +518,11 @@ outbox_publish(PG_FUNCTION_ARGS)
 	{
 		Jsonb	   *payload = PG_GETARG_JSONB_P(1);
 		char	   *json = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
-		int			len = strlen(json);
+		int			len;
+
+		/* JSON on the wire is UTF-8 (RFC 8259), whatever the database's encoding */
+		json = pg_server_to_any(json, strlen(json), PG_UTF8);
+		len = strlen(json);
 
 		value = palloc(VARHDRSZ + len);
 		SET_VARSIZE(value, VARHDRSZ + len);
@@ -552,7 +554,9 @@ outbox_publish_binary(PG_FUNCTION_ARGS)
 
 /*
  * outbox._wake_relay(): for SQL that queues events without publish()
- * (replay_dead_letters), so the relay does not wait for its poll interval.
+ * (replay_dead_letters): marks the transaction as taking event ids
+ * (horizon.c), and wakes the relay at commit so it does not wait for its
+ * poll interval.
  */
 Datum
 outbox_wake_relay(PG_FUNCTION_ARGS)
@@ -560,5 +564,18 @@ outbox_wake_relay(PG_FUNCTION_ARGS)
 	outbox_require_preload();
 	outbox_wake_relay_at_commit();
 	outbox_horizon_enter();
+	PG_RETURN_VOID();
+}
+
+/*
+ * outbox._nudge_relay(): wakes the relay at commit and nothing else, for
+ * pause_relay() and resume_relay(), which take no event ids: they neither
+ * hold back the relay's read horizon nor stop PREPARE TRANSACTION.
+ */
+Datum
+outbox_nudge_relay(PG_FUNCTION_ARGS)
+{
+	outbox_require_preload();
+	outbox_wake_relay_at_commit();
 	PG_RETURN_VOID();
 }

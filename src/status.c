@@ -28,10 +28,10 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
-#include "utils/wait_event.h"
 
 #include "outbox.h"
 #include "shmem.h"
+#include "spiutil.h"
 #include "status.h"
 
 #define OUTBOX_STATS_INTERVAL_MS 1000
@@ -43,6 +43,14 @@ PG_FUNCTION_INFO_V1(outbox_relay_stats);
 static SPIPlanPtr paused_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
 static TimestampTz last_refresh = 0;
+
+/* $1: the relay's cursor */
+static const char *const refresh_sql =
+"SELECT (SELECT pg_catalog.count(*) FROM outbox.events WHERE id > $1)"
+"       + (SELECT pg_catalog.count(*) FROM outbox.events WHERE attempts > 0 AND id <= $1),"
+"       LEAST((SELECT created_at FROM outbox.events WHERE id > $1 ORDER BY id LIMIT 1),"
+"             (SELECT pg_catalog.min(created_at) FROM outbox.events WHERE attempts > 0)),"
+"       (SELECT pg_catalog.count(*) FROM outbox.dead_letters)";
 static long last_refresh_cost_ms = 0;
 static uint64 delivered_at_last_refresh = 0;
 
@@ -57,15 +65,9 @@ outbox_status_paused(void)
 
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("paused", nsp)))
 		return false;
-	if (paused_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM outbox.paused LIMIT 1", 0, NULL);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "outbox relay: preparing the pause check failed");
-		paused_plan = plan;
-	}
-	ret = SPI_execute_plan(paused_plan, NULL, NULL, true, 1);
+	ret = SPI_execute_plan(outbox_plan(&paused_plan, "SELECT 1 FROM outbox.paused LIMIT 1",
+									   0, NULL, 0),
+						   NULL, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "outbox relay: reading outbox.paused failed: %s",
 			 SPI_result_code_string(ret));
@@ -73,17 +75,19 @@ outbox_status_paused(void)
 }
 
 /*
- * True when the figures in the slot are older than a second, or, when
- * counting a large backlog took long, older than OUTBOX_STATS_COST_SHARE
- * times what the last count took.
+ * Milliseconds until the figures in the slot are due for a refresh (zero or
+ * less: now): when they are a second old, or, when counting a large backlog
+ * took long, OUTBOX_STATS_COST_SHARE times what the last count took.
  */
-bool
-outbox_status_refresh_due(void)
+long
+outbox_status_refresh_in_ms(void)
 {
-	return last_refresh == 0 ||
-		TimestampDifferenceExceeds(last_refresh, GetCurrentTimestamp(),
-								   Max(OUTBOX_STATS_INTERVAL_MS,
-									   last_refresh_cost_ms * OUTBOX_STATS_COST_SHARE));
+	long		interval = Max(OUTBOX_STATS_INTERVAL_MS,
+							   last_refresh_cost_ms * OUTBOX_STATS_COST_SHARE);
+
+	if (last_refresh == 0)
+		return 0;
+	return interval - (long) ((GetCurrentTimestamp() - last_refresh) / 1000);
 }
 
 /*
@@ -107,25 +111,12 @@ outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 	uint64		delivered;
 	double		secs;
 	int			ret;
-
+	Oid			argtypes[1] = {INT8OID};
 	Datum		arg = Int64GetDatum(cursor);
 
-	if (refresh_plan == NULL)
-	{
-		Oid			argtypes[1] = {INT8OID};
-		SPIPlanPtr	plan = SPI_prepare_cursor(
-			"SELECT (SELECT pg_catalog.count(*) FROM outbox.events WHERE id > $1)"
-			"       + (SELECT pg_catalog.count(*) FROM outbox.events WHERE attempts > 0 AND id <= $1),"
-			"       LEAST((SELECT created_at FROM outbox.events WHERE id > $1 ORDER BY id LIMIT 1),"
-			"             (SELECT pg_catalog.min(created_at) FROM outbox.events WHERE attempts > 0)),"
-			"       (SELECT pg_catalog.count(*) FROM outbox.dead_letters)",
-			1, argtypes, CURSOR_OPT_CUSTOM_PLAN);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "outbox relay: preparing the backlog count failed");
-		refresh_plan = plan;
-	}
-	ret = SPI_execute_plan(refresh_plan, &arg, NULL, true, 1);
+	ret = SPI_execute_plan(outbox_plan(&refresh_plan, refresh_sql, 1, argtypes,
+									   CURSOR_OPT_CUSTOM_PLAN),
+						   &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "outbox relay: counting the backlog failed: %s",
 			 SPI_result_code_string(ret));
@@ -149,28 +140,6 @@ outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 	delivered_at_last_refresh = delivered;
 	last_refresh = now;
 	last_refresh_cost_ms = (GetCurrentTimestamp() - now) / 1000;
-}
-
-/*
- * The wait event to report while waiting: PostgreSQL 17 and later register
- * named custom wait events (shown in pg_stat_activity.wait_event); older
- * versions show the generic "Extension".
- */
-uint32
-outbox_wait_event(OutboxWait kind)
-{
-#if PG_VERSION_NUM >= 170000
-	static uint32 events[3];
-	static const char *const names[3] = {
-		"OutboxRelayIdle", "OutboxRelayDelivery", "OutboxLauncherMain"
-	};
-
-	if (events[kind] == 0)
-		events[kind] = WaitEventExtensionNew(names[kind]);
-	return events[kind];
-#else
-	return PG_WAIT_EXTENSION;
-#endif
 }
 
 /*

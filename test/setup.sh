@@ -30,7 +30,7 @@ export PATH="$PG_BINDIR:$PATH"
 
 echo "== building outbox"
 make -s clean >/dev/null
-make -s PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Werror"
+make -s PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Werror -DUSE_ASSERT_CHECKING"
 make -s install >/dev/null
 # initdb refuses root: the clusters run as postgres, which writes results here
 chown -R postgres: .

@@ -86,7 +86,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM hijacked'), '0', 'no hijac
 is(scalar(@{ kcat_read($broker->{bootstrap}, 'hijack.topic') }), 1, 'the event still reached Kafka');
 $node->safe_psql('postgres', 'ALTER DATABASE postgres RESET search_path');
 
-# upgrade: install 1.0 with data in every table, then update to 1.1
+# upgrade: install 1.0 with data in every table, then update to the current version
 $node->safe_psql('postgres', 'CREATE DATABASE old_version');
 $node->safe_psql('old_version', q{
 CREATE EXTENSION outbox VERSION '1.0';
@@ -98,7 +98,7 @@ SELECT outbox.publish('upgrade.topic', '{"before": true}', key => 'u');
 ok(wait_drained($node, 'old_version'), 'a 1.0 installation relays');
 is($node->safe_psql('old_version', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '1.0', 'installed 1.0');
 $node->safe_psql('old_version', 'ALTER EXTENSION outbox UPDATE');
-is($node->safe_psql('old_version', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '1.1', 'updated to 1.1');
+is($node->safe_psql('old_version', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '1.2', 'updated to 1.2');
 is($node->safe_psql('old_version', q{SELECT outbox.receive('billing', 'kept-1')}), 'f', 'inbox rows kept');
 is($node->safe_psql('old_version', 'SELECT count(*) FROM outbox.dead_letters'), '1', 'dead letters kept');
 $node->safe_psql('old_version', q{SELECT outbox.publish('upgrade.topic', '{"after": true}', key => 'u')});

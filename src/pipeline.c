@@ -1,0 +1,598 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.c
+ *	  The relay's pipeline: batches of outbox.events move through
+ *	  read -> produce -> delivery reports -> record.
+ *
+ * Each batch:
+ *	1. unless outbox.paused has a row, is read in id order in its own short
+ *	   transaction, skipping events not yet due for a retry and every later
+ *	   event of a (topic, key) that has an earlier event waiting for a retry;
+ *	2. WAL is flushed up to what was read, so Kafka never holds an event
+ *	   whose commit record a crash could still lose (synchronous_commit off);
+ *	3. it is produced;
+ *	4. its delivery reports are served as they come (outbox_kafka_serve, in
+ *	   the relay's own thread);
+ *	5. once every message has its report, a second transaction deletes the
+ *	   delivered rows, and for failed ones counts the attempt and sets the
+ *	   next attempt time (exponential backoff with jitter), or moves them to
+ *	   outbox.dead_letters after outbox.max_attempts or at once on a
+ *	   permanent error.
+ * No transaction is open while messages travel.  A pass never blocks: it
+ * does what can be done now and says whether it made progress, is waiting
+ * for Kafka, or is idle; relay.c waits on its latch and librdkafka's queue
+ * pipe in between.
+ *
+ * Two batches can be in flight.  While Kafka acknowledges one, the next is
+ * read (past the first one's last id) and produced, and the first one's
+ * outcome is recorded while the second travels.  The price: after a crash up
+ * to two batches are produced again, and if an event fails while the next
+ * batch is already produced, later events of its key in that batch are in
+ * Kafka before it.
+ *
+ * The ordering rule (a later event of a key never overtakes an earlier one
+ * waiting for a retry) is kept by three things together: the read skips
+ * every event that has an earlier event of its key waiting (read_sql); the
+ * cursor never passes the lowest id waiting for a retry (the retry floor),
+ * so those skipped rows are read again; and while retries are pending the
+ * batches go one at a time (pipeline_may_overlap), so a retry that comes due
+ * is read before any later event of its key is produced.
+ *
+ * Reading past delivered ids: a read starts above the cursor, not at the
+ * lowest id, so it does not walk over the dead index entries and tuples of
+ * rows already delivered (which pile up while vacuum is held back).  After a
+ * batch read from the cursor is recorded, the cursor moves to its last id,
+ * but never past what horizon.c said was final at the read (a lower id may
+ * still commit) nor below the retry floor.  Every outbox.full_scan_interval,
+ * and after an error, the cursor goes back to 0, so a row inserted some way
+ * horizon.c does not see is found all the same.
+ *
+ * After an ERROR (caught by relay.c) the batches in flight are kept, not
+ * abandoned: their messages are with librdkafka and their reports still
+ * come, and a batch whose outcome could not be recorded is recorded again
+ * by the next pass instead of being produced again.  So an error in the
+ * relay's own transactions never makes it produce an event twice.
+ *
+ * Memory: each of the two batches has a context, reset only when the batch
+ * is read into again, which is never while it is in flight.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "horizon.h"
+#include "message.h"
+#include "outbox.h"
+#include "pipeline.h"
+#include "spiutil.h"
+#include "status.h"
+
+/* Batches in flight at most: one waiting for reports while the next is read */
+#define PIPELINE_DEPTH 2
+
+typedef struct RelayBatch RelayBatch;
+
+/* One event of a batch */
+typedef struct RelayEvent
+{
+	int64		id;
+	OutboxMessage msg;
+	rd_kafka_resp_err_t err;	/* NO_ERROR only once Kafka acknowledged it */
+	RelayBatch *batch;
+} RelayEvent;
+
+struct RelayBatch
+{
+	MemoryContext cxt;			/* holds the events, reset when reused */
+	RelayEvent *events;
+	int			n;
+	int			outstanding;	/* produced, delivery report not yet served */
+	int64		from;			/* the read started above this id */
+	int64		final;			/* ids up to this were final at the read */
+};
+
+static RelayBatch batches[PIPELINE_DEPTH];
+static RelayBatch *flight[PIPELINE_DEPTH];	/* in flight, oldest first */
+static int	nflight = 0;
+
+static OutboxSlot *pipeline_slot = NULL;
+static const char *pipeline_default_source = NULL;
+
+/* a read may find something: cleared by an empty read, set by news */
+static bool read_wanted = true;
+static bool paused = false;
+
+/*
+ * Where reads start: every row with an id up to cursor has been handled and
+ * none can still appear.  retry_floor is the lowest id waiting for a retry
+ * (PG_INT64_MAX: none; -1: not known).
+ */
+static int64 cursor = 0;
+static int64 retry_floor = -1;
+static TimestampTz rescanned_at = 0;
+
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr last_id_plan = NULL;
+static SPIPlanPtr retry_floor_plan = NULL;
+
+static const char *const read_sql =
+"SELECT " OUTBOX_MESSAGE_COLUMNS
+"  FROM outbox.events e"
+" WHERE e.id > $2"
+"   AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= pg_catalog.now())"
+"   AND NOT EXISTS (SELECT 1 FROM outbox.events b"
+"                    WHERE b.attempts > 0 AND b.topic = e.topic AND b.key = e.key"
+"                      AND b.id < e.id AND b.next_attempt_at > pg_catalog.now())"
+" ORDER BY e.id LIMIT $1";
+
+static const char *const delete_sql =
+"DELETE FROM outbox.events WHERE id = ANY ($1)";
+
+/*
+ * The last id outbox.events_id_seq handed out (NULL before the first).
+ * pg_sequence_last_value() reads the sequence tuple under its buffer lock;
+ * a plain SELECT last_value FROM the sequence does not, and nextval() puts
+ * the value it pre-logs (up to 32 ahead) into that tuple while it writes its
+ * WAL record, so under WAL pressure a SELECT saw ids not handed out yet and
+ * the horizon declared them final before their publishers had begun.
+ */
+static const char *const last_id_sql =
+"SELECT pg_catalog.pg_sequence_last_value('outbox.events_id_seq'::pg_catalog.regclass)";
+
+/* the lowest id waiting for a retry, through the partial index on them */
+static const char *const retry_floor_sql =
+"SELECT pg_catalog.min(id) FROM outbox.events WHERE attempts > 0";
+
+/*
+ * $1 ids, $2 error names, $3 error texts, $4 permanent flags,
+ * $5 max attempts, $6 backoff min ms, $7 backoff max ms.
+ * Returns (dead-lettered, retried).
+ */
+static const char *const fail_sql =
+"WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+"                                     pg_catalog.unnest($2::pg_catalog.text[]),"
+"                                     pg_catalog.unnest($3::pg_catalog.text[]),"
+"                                     pg_catalog.unnest($4::pg_catalog.bool[]))"
+"                   AS f(id, code, message, permanent)),"
+" dead AS (DELETE FROM outbox.events e USING f"
+"           WHERE e.id = f.id AND (f.permanent OR e.attempts + 1 >= $5)"
+"          RETURNING e.event_id, e.topic, e.key, e.payload, e.headers, e.event_type,"
+"                    e.source, e.traceparent, e.content_type, e.created_at,"
+"                    e.attempts + 1 AS attempts, f.code, f.message),"
+" moved AS (INSERT INTO outbox.dead_letters (event_id, topic, key, payload, headers,"
+"                  event_type, source, traceparent, content_type, created_at,"
+"                  attempts, error_code, error)"
+"           SELECT * FROM dead RETURNING 1),"
+" retried AS (UPDATE outbox.events e"
+"                SET attempts = e.attempts + 1,"
+"                    last_error = f.code || ': ' || f.message,"
+"                    next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs =>"
+"                        LEAST($6::pg_catalog.float8 * pg_catalog.power(2, e.attempts),"
+"                              $7::pg_catalog.float8)"
+"                        * (0.5 + pg_catalog.random() * 0.5) / 1000)"
+"               FROM f"
+"              WHERE e.id = f.id AND NOT (f.permanent OR e.attempts + 1 >= $5)"
+"             RETURNING 1)"
+"SELECT (SELECT pg_catalog.count(*) FROM moved), (SELECT pg_catalog.count(*) FROM retried)";
+
+/*
+ * Set up the batches' memory under parent; slot gets the counters.
+ */
+void
+outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
+					 const char *default_source)
+{
+	int			i;
+
+	for (i = 0; i < PIPELINE_DEPTH; i++)
+		batches[i].cxt = AllocSetContextCreate(parent, "outbox relay batch",
+											   ALLOCSET_DEFAULT_SIZES);
+	pipeline_slot = slot;
+	pipeline_default_source = MemoryContextStrdup(parent, default_source);
+}
+
+/*
+ * Delivery report: runs inside outbox_kafka_serve(), in this thread.
+ */
+void
+outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err, void *arg)
+{
+	RelayEvent *ev = (RelayEvent *) opaque;
+
+	Assert(ev->batch->outstanding > 0);
+	ev->err = err;
+	ev->batch->outstanding--;
+}
+
+/*
+ * The end of the WAL inserted so far, a position XLogFlush() accepts.
+ * GetXLogInsertRecPtr() gives the next insert position, which at a page
+ * boundary lies past the header of a page not written yet; step back over
+ * that header (PostgreSQL 17 has GetXLogInsertEndRecPtr() for this).
+ */
+static XLogRecPtr
+pipeline_wal_end(void)
+{
+#if PG_VERSION_NUM >= 170000
+	return GetXLogInsertEndRecPtr();
+#else
+	XLogRecPtr	ptr = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(ptr, wal_segment_size) == SizeOfXLogLongPHD)
+		ptr -= SizeOfXLogLongPHD;
+	else if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		ptr -= SizeOfXLogShortPHD;
+	return ptr;
+#endif
+}
+
+/*
+ * Make the WAL inserted so far durable: before producing what was read, and
+ * by the relay before it goes idle (its own deletes commit without waiting).
+ */
+void
+outbox_pipeline_flush_wal(void)
+{
+	XLogFlush(pipeline_wal_end());
+}
+
+/*
+ * Step 1: read up to outbox.batch_size due events with ids above from, and
+ * at most about outbox.batch_max_bytes of them, into b.
+ */
+static void
+pipeline_read(RelayBatch *b, int64 from)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	MemoryContext old;
+	uint64		i;
+	Size		bytes = 0;
+	int			ret;
+
+	Assert(from >= cursor);
+	MemoryContextReset(b->cxt);
+	b->n = 0;
+	b->outstanding = 0;
+	b->from = from;
+
+	outbox_work_begin("reading outbox.events");
+	paused = outbox_status_paused();
+	if (paused)
+	{
+		outbox_work_end();
+		return;
+	}
+	if (outbox_horizon_mark_wanted())
+		outbox_horizon_mark(MyDatabaseId, outbox_query_int8(&last_id_plan, last_id_sql));
+
+	/*
+	 * What is final now (a mark taken just above is final at once when no
+	 * publisher was in the middle of a transaction), then a new snapshot for
+	 * the read, so that every row up to that id is in it.
+	 */
+	b->final = outbox_horizon_final();
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	args[0] = Int32GetDatum(outbox_batch_size);
+	args[1] = Int64GetDatum(from);
+	ret = SPI_execute_plan(outbox_plan(&read_plan, read_sql, 2, argtypes,
+									   CURSOR_OPT_CUSTOM_PLAN),
+						   args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "outbox relay: reading outbox.events failed: %s",
+			 SPI_result_code_string(ret));
+
+	/*
+	 * Build messages until outbox.batch_max_bytes is reached; the rows read
+	 * past that are left for the next pass.  The SPI result holds large
+	 * payloads as TOAST pointers, so only what is built takes memory.
+	 */
+	old = MemoryContextSwitchTo(b->cxt);
+	b->events = palloc0(sizeof(RelayEvent) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed && bytes < (Size) outbox_batch_max_bytes; i++)
+	{
+		RelayEvent *ev = &b->events[b->n++];
+		Datum		values[MSG_NCOLUMNS];
+		bool		nulls[MSG_NCOLUMNS];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		ev->batch = b;
+		ev->id = DatumGetInt64(values[MSG_COL_ID]);
+		ev->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+		Assert(i == 0 || ev->id > b->events[i - 1].id);
+		outbox_message_build(&ev->msg, values, nulls, pipeline_default_source);
+		bytes += outbox_message_bytes(&ev->msg);
+	}
+	MemoryContextSwitchTo(old);
+	outbox_work_end();
+}
+
+/*
+ * Step 3: produce b, and send it at once.
+ */
+static void
+pipeline_produce(OutboxProducer *producer, RelayBatch *b)
+{
+	int			i;
+
+	Assert(b->n > 0 && b->outstanding == 0);
+	pgstat_report_activity(STATE_RUNNING, "producing to Kafka");
+	for (i = 0; i < b->n; i++)
+	{
+		RelayEvent *ev = &b->events[i];
+		rd_kafka_resp_err_t err = outbox_kafka_produce(producer, &ev->msg, ev);
+
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			b->outstanding++;
+		else
+			ev->err = err;
+	}
+	outbox_kafka_send_now(producer);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Step 5: delete what Kafka acknowledged; retry or dead-letter the rest.
+ */
+static void
+pipeline_record(RelayBatch *b)
+{
+	Datum	   *ok_ids;
+	Datum	   *bad_ids;
+	Datum	   *codes;
+	Datum	   *messages;
+	Datum	   *permanent;
+	int			nok = 0;
+	int			nbad = 0;
+	uint64		dead = 0;
+	int			i;
+
+	Assert(b->outstanding == 0);
+	/* what is built here lives until the unit of work ends, even on ERROR */
+	outbox_work_begin("recording deliveries");
+	ok_ids = palloc(sizeof(Datum) * b->n);
+	bad_ids = palloc(sizeof(Datum) * b->n);
+	codes = palloc(sizeof(Datum) * b->n);
+	messages = palloc(sizeof(Datum) * b->n);
+	permanent = palloc(sizeof(Datum) * b->n);
+	for (i = 0; i < b->n; i++)
+	{
+		RelayEvent *ev = &b->events[i];
+
+		if (ev->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			ok_ids[nok++] = Int64GetDatum(ev->id);
+		else
+		{
+			bad_ids[nbad] = Int64GetDatum(ev->id);
+			codes[nbad] = CStringGetTextDatum(rd_kafka_err2name(ev->err));
+			messages[nbad] = CStringGetTextDatum(rd_kafka_err2str(ev->err));
+			permanent[nbad] = BoolGetDatum(outbox_kafka_error_is_permanent(ev->err));
+			nbad++;
+		}
+	}
+	if (nok > 0)
+	{
+		Datum		arg = PointerGetDatum(construct_array(ok_ids, nok, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		Oid			argtypes[1] = {INT8ARRAYOID};
+		int			ret;
+
+		ret = SPI_execute_plan(outbox_plan(&delete_plan, delete_sql, 1, argtypes,
+										   CURSOR_OPT_CUSTOM_PLAN),
+							   &arg, NULL, false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "outbox relay: deleting delivered events failed: %s",
+				 SPI_result_code_string(ret));
+	}
+	if (nbad > 0)
+	{
+		Datum		args[7];
+		Oid			argtypes[7] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		BOOLARRAYOID, INT4OID, INT4OID, INT4OID};
+		bool		isnull;
+		int			ret;
+
+		args[0] = PointerGetDatum(construct_array(bad_ids, nbad, INT8OID, 8, true, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(construct_array(codes, nbad, TEXTOID, -1, false, TYPALIGN_INT));
+		args[2] = PointerGetDatum(construct_array(messages, nbad, TEXTOID, -1, false, TYPALIGN_INT));
+		args[3] = PointerGetDatum(construct_array(permanent, nbad, BOOLOID, 1, true, TYPALIGN_CHAR));
+		args[4] = Int32GetDatum(outbox_max_attempts);
+		args[5] = Int32GetDatum(outbox_retry_backoff_min);
+		args[6] = Int32GetDatum(outbox_retry_backoff_max);
+		ret = SPI_execute_plan(outbox_plan(&fail_plan, fail_sql, 7, argtypes,
+										   CURSOR_OPT_CUSTOM_PLAN),
+							   args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "outbox relay: recording failed deliveries failed: %s",
+				 SPI_result_code_string(ret));
+		dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+		outbox_slot_record_error(pipeline_slot,
+								 psprintf("%s: %s",
+										  TextDatumGetCString(codes[0]),
+										  TextDatumGetCString(messages[0])));
+	}
+	/* retries are rare: look for them only when some may exist */
+	if (nbad > 0 || retry_floor != PG_INT64_MAX)
+	{
+		int64		floor = outbox_query_int8(&retry_floor_plan, retry_floor_sql);
+
+		retry_floor = floor < 0 ? PG_INT64_MAX : floor;
+	}
+	outbox_work_end();
+	outbox_slot_count(pipeline_slot, nok, nbad, dead, 0);
+}
+
+/*
+ * The next batch to read into: one not in flight.
+ */
+static RelayBatch *
+pipeline_free_batch(void)
+{
+	RelayBatch *b = (nflight > 0 && flight[0] == &batches[0]) ? &batches[1] : &batches[0];
+
+	Assert(nflight < PIPELINE_DEPTH);
+	Assert(nflight == 0 || flight[0] != b);
+	return b;
+}
+
+/*
+ * May the next batch be read while newest is in flight, starting past its
+ * last id?  Not while retries are pending (a retry that comes due must be
+ * read before later events of its key, and it lies below), and not when
+ * newest's ids were not all final at its read: a row below its last id may
+ * still commit, and only a read from the cursor finds it, so the cursor must
+ * catch up first instead of lagging behind a pipeline that never empties.
+ */
+static bool
+pipeline_may_overlap(RelayBatch *newest)
+{
+	return retry_floor == PG_INT64_MAX &&
+		newest->final >= newest->events[newest->n - 1].id;
+}
+
+/*
+ * Read and produce a new batch, when one may be read now.  True when it
+ * found events.
+ */
+static bool
+pipeline_read_and_produce(OutboxProducer *producer)
+{
+	RelayBatch *b;
+	int64		from = cursor;
+
+	if (nflight > 0)
+	{
+		RelayBatch *newest = flight[nflight - 1];
+
+		if (!pipeline_may_overlap(newest))
+			return false;
+		from = Max(from, newest->events[newest->n - 1].id);
+	}
+	b = pipeline_free_batch();
+	pipeline_read(b, from);
+	if (b->n == 0)
+	{
+		read_wanted = false;
+		return false;
+	}
+	/* no phantom events: what we read must be durable before Kafka has it */
+	outbox_pipeline_flush_wal();
+	flight[nflight++] = b;
+	pipeline_produce(producer, b);
+	return true;
+}
+
+/*
+ * Record the oldest batch in flight, then drop it from the pipeline and move
+ * the cursor: a batch read from the cursor holds every due row from there up
+ * to its last id that was final when it was read.
+ */
+static void
+pipeline_record_oldest(void)
+{
+	RelayBatch *b = flight[0];
+	int64		before = cursor;
+
+	pipeline_record(b);
+	if (b->from <= cursor)
+		cursor = Max(cursor, Min(Min(b->events[b->n - 1].id, b->final),
+								 retry_floor - 1));
+	Assert(cursor >= before);
+	flight[0] = flight[1];
+	flight[1] = NULL;
+	nflight--;
+	read_wanted = true;
+}
+
+/*
+ * One pass: serve delivery reports, read and produce a new batch unless the
+ * pipeline is full, held (the producer is to be recreated), paused, or the
+ * batch in flight forbids it; then record every batch at the head of the
+ * pipeline whose reports are all in.  woken says something new may be there
+ * (a commit set the latch, or a timeout passed).
+ */
+OutboxPassResult
+outbox_pipeline_pass(OutboxProducer *producer, bool hold, bool woken)
+{
+	bool		progress = false;
+	TimestampTz now = GetCurrentTimestamp();
+
+	Assert(nflight >= 0 && nflight <= PIPELINE_DEPTH);
+	if (woken)
+		read_wanted = true;
+	outbox_kafka_serve(producer);
+
+	if (nflight == 0 &&
+		TimestampDifferenceExceeds(rescanned_at, now, outbox_full_scan_interval))
+	{
+		cursor = 0;
+		rescanned_at = now;
+		read_wanted = true;
+	}
+	if (read_wanted && !hold && nflight < PIPELINE_DEPTH)
+		progress = pipeline_read_and_produce(producer);
+
+	while (nflight > 0 && flight[0]->outstanding == 0)
+	{
+		pipeline_record_oldest();
+		progress = true;
+	}
+	if (progress)
+		return OUTBOX_PASS_PROGRESS;
+	return nflight > 0 ? OUTBOX_PASS_WAITING : OUTBOX_PASS_IDLE;
+}
+
+/*
+ * True while any batch is in flight (the producer must not be replaced).
+ */
+bool
+outbox_pipeline_busy(void)
+{
+	return nflight > 0;
+}
+
+/*
+ * True when the last read found the relay paused.
+ */
+bool
+outbox_pipeline_paused(void)
+{
+	return paused;
+}
+
+/*
+ * Where reads start: rows with lower ids are handled, except retries.
+ */
+int64
+outbox_pipeline_cursor(void)
+{
+	return cursor;
+}
+
+/*
+ * After an ERROR: keep the batches in flight (their reports still come and
+ * their outcomes are recorded by the next pass), but read again from the
+ * lowest id, and find the retry floor again.
+ */
+void
+outbox_pipeline_after_error(void)
+{
+	cursor = 0;
+	retry_floor = -1;
+	read_wanted = true;
+}
