@@ -28,10 +28,12 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
 
 #include "kafka.h"
 #include "outbox.h"
+#include "waits.h"
 
 struct OutboxProducer
 {
@@ -133,8 +135,32 @@ outbox_trim(char *s)
 }
 
 /*
- * Apply "name=value" pairs split at sep ('\n' for a properties file, where
- * "name: value" also works and '#' or '!' start a comment; ';' inline).
+ * True when name looks like a librdkafka property name, so it may be shown
+ * in a message: a malformed line must not put part of a value (maybe a
+ * password) into the log as if it were a name.
+ */
+static bool
+outbox_is_property_name(const char *name)
+{
+	const char *p;
+
+	if (name[0] == '\0')
+		return false;
+	for (p = name; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Apply "name=value" pairs split at sep: '\n' for a properties file, where,
+ * as in Java properties files, the name ends at the first '=', ':' or white
+ * space, and '#' or '!' start a comment; ';' for the inline setting, where
+ * the name ends at '='.  Messages name the item and, when it is one, the
+ * property; never anything else of the text.
  */
 static bool
 outbox_conf_apply_text(rd_kafka_conf_t *conf, const char *text, char sep,
@@ -147,7 +173,7 @@ outbox_conf_apply_text(rd_kafka_conf_t *conf, const char *text, char sep,
 	while (item != NULL)
 	{
 		char	   *next = strchr(item, sep);
-		char	   *eq;
+		char	   *end;
 		char	   *name;
 		char	   *value;
 
@@ -160,18 +186,30 @@ outbox_conf_apply_text(rd_kafka_conf_t *conf, const char *text, char sep,
 			item = next;
 			continue;
 		}
-		eq = strchr(item, '=');
-		if (eq == NULL && sep == '\n')
-			eq = strchr(item, ':');
-		if (eq == NULL)
+		end = item + strcspn(item, sep == '\n' ? "=: \t" : "=");
+		if (*end == '\0')
 		{
 			*detail = psprintf("%s: item %d is not of the form name=value.",
 							   origin, lineno);
 			return false;
 		}
-		*eq = '\0';
+		value = end + 1;
+		/* "name = value", "name: value", "name value" */
+		if (*end == ' ' || *end == '\t')
+		{
+			value = outbox_trim(value);
+			if (*value == '=' || *value == ':')
+				value++;
+		}
+		*end = '\0';
 		name = outbox_trim(item);
-		value = outbox_trim(eq + 1);
+		value = outbox_trim(value);
+		if (!outbox_is_property_name(name))
+		{
+			*detail = psprintf("%s: item %d does not start with a property name.",
+							   origin, lineno);
+			return false;
+		}
 		if (!outbox_conf_set(conf, name, value, origin, sep == ';', detail))
 			return false;
 		item = next;
@@ -204,19 +242,18 @@ outbox_read_properties_file(const char *path, char **detail)
 }
 
 /*
- * Apply the file, then the inline properties, to conf.
+ * Apply the properties file's contents, then the inline properties, to conf.
  */
 static bool
 outbox_conf_apply_user(rd_kafka_conf_t *conf, const char *inline_props,
-					   const char *file, char **detail)
+					   const char *file, const char *file_contents,
+					   char **detail)
 {
-	if (file != NULL && file[0] != '\0')
+	if (file_contents != NULL)
 	{
-		char	   *contents = outbox_read_properties_file(file, detail);
 		char	   *origin = psprintf("outbox.kafka_properties_file \"%s\"", file);
 
-		if (contents == NULL ||
-			!outbox_conf_apply_text(conf, contents, '\n', origin, detail))
+		if (!outbox_conf_apply_text(conf, file_contents, '\n', origin, detail))
 			return false;
 	}
 	if (inline_props != NULL && inline_props[0] != '\0')
@@ -226,37 +263,78 @@ outbox_conf_apply_user(rd_kafka_conf_t *conf, const char *inline_props,
 }
 
 /*
- * Validate user properties for a GUC check hook; the scratch configuration
- * is thrown away.  Runs in whatever process loads the settings; librdkafka
- * starts no thread for a configuration object.
+ * Validate properties (inline, and a file's contents); the scratch
+ * configuration is thrown away.  librdkafka starts no thread for a
+ * configuration object.
  */
-bool
-outbox_kafka_check_properties(const char *inline_props, const char *file,
-							  char **detail)
+static bool
+outbox_kafka_check(const char *inline_props, const char *file,
+				   const char *file_contents, char **detail)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	bool		ok = outbox_conf_apply_user(conf, inline_props, file, detail);
+	bool		ok = outbox_conf_apply_user(conf, inline_props, file,
+											file_contents, detail);
 
 	rd_kafka_conf_destroy(conf);
 	return ok;
 }
 
 /*
- * A string that changes whenever the producer's configuration does, so a
- * relay knows after a reload whether to recreate its producer.
+ * Validate user properties for a GUC check hook, reading the file when one
+ * is named.  Runs in whatever process loads the settings.
  */
-char *
-outbox_kafka_config_signature(void)
+bool
+outbox_kafka_check_properties(const char *inline_props, const char *file,
+							  char **detail)
 {
-	char	   *detail = NULL;
-	char	   *file_contents = NULL;
+	char	   *contents = NULL;
 
-	if (outbox_kafka_properties_file && outbox_kafka_properties_file[0])
-		file_contents = outbox_read_properties_file(outbox_kafka_properties_file, &detail);
-	return psprintf("%s\n%s\n%s\n%s", outbox_kafka_brokers,
-					outbox_kafka_properties ? outbox_kafka_properties : "",
-					outbox_kafka_properties_file ? outbox_kafka_properties_file : "",
-					file_contents ? file_contents : "");
+	if (file != NULL && file[0] != '\0')
+	{
+		contents = outbox_read_properties_file(file, detail);
+		if (contents == NULL)
+			return false;
+	}
+	return outbox_kafka_check(inline_props, file, contents, detail);
+}
+
+/*
+ * The producer's configuration as the settings give it now: the settings
+ * and the properties file's contents, read once.  Two configurations are
+ * the same producer when their signatures are equal.
+ */
+OutboxKafkaConfig *
+outbox_kafka_config_read(void)
+{
+	OutboxKafkaConfig *config = palloc0(sizeof(OutboxKafkaConfig));
+	char	   *detail = NULL;
+
+	config->brokers = pstrdup(outbox_kafka_brokers);
+	config->inline_props = pstrdup(outbox_kafka_properties ? outbox_kafka_properties : "");
+	config->file = pstrdup(outbox_kafka_properties_file ? outbox_kafka_properties_file : "");
+	if (config->file[0] != '\0')
+		config->file_contents = outbox_read_properties_file(config->file, &detail);
+	config->signature = psprintf("%s\n%s\n%s\n%s", config->brokers,
+								 config->inline_props, config->file,
+								 config->file_contents ? config->file_contents : "");
+	return config;
+}
+
+/*
+ * May a producer be built from config?  *detail says why not (names, never
+ * values).
+ */
+bool
+outbox_kafka_config_check(const OutboxKafkaConfig *config, char **detail)
+{
+	if (config->file[0] != '\0' && config->file_contents == NULL)
+	{
+		*detail = psprintf("outbox.kafka_properties_file \"%s\" cannot be read.",
+						   config->file);
+		return false;
+	}
+	return outbox_kafka_check(config->inline_props, config->file,
+							  config->file_contents, detail);
 }
 
 /*
@@ -319,8 +397,8 @@ outbox_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
  * configuration (settings are validated at load, so this is rare).
  */
 OutboxProducer *
-outbox_kafka_create(const char *client_id, const char *label,
-					OutboxDeliveryFn on_delivery, void *arg)
+outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
+					const char *label, OutboxDeliveryFn on_delivery, void *arg)
 {
 	OutboxProducer *producer;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -337,9 +415,9 @@ outbox_kafka_create(const char *client_id, const char *label,
 		rd_kafka_conf_set(conf, outbox_default_properties[i][0],
 						  outbox_default_properties[i][1], errstr, sizeof(errstr));
 	if (rd_kafka_conf_set(conf, "client.id", client_id, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-		!outbox_conf_apply_user(conf, outbox_kafka_properties,
-								outbox_kafka_properties_file, &detail) ||
-		rd_kafka_conf_set(conf, "bootstrap.servers", outbox_kafka_brokers, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		!outbox_conf_apply_user(conf, config->inline_props, config->file,
+								config->file_contents, &detail) ||
+		rd_kafka_conf_set(conf, "bootstrap.servers", config->brokers, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "acks", "all", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
@@ -472,8 +550,16 @@ outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
 		rd_kafka_headers_destroy(hdrs);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return err;
-		/* local queue full: serve reports until there is room */
-		rd_kafka_poll(producer->rk, 100);
+		/*
+		 * Local queue full: serve reports until there is room, waiting on the
+		 * queue's pipe and the latch, so that postmaster death ends the wait.
+		 */
+		outbox_kafka_serve(producer);
+		if (WaitLatchOrSocket(MyLatch,
+							  WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							  producer->pipe_fds[0], 100,
+							  outbox_wait_event(OUTBOX_WAIT_RELAY_QUEUE_FULL)) & WL_LATCH_SET)
+			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
 }

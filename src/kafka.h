@@ -40,11 +40,24 @@ typedef void (*OutboxDeliveryFn) (void *opaque, rd_kafka_resp_err_t err,
 
 typedef struct OutboxProducer OutboxProducer;
 
+/* A producer's configuration, read once from the settings and the file */
+typedef struct OutboxKafkaConfig
+{
+	char	   *brokers;
+	char	   *inline_props;
+	char	   *file;			/* "" when none */
+	char	   *file_contents;	/* NULL when none, or it cannot be read */
+	char	   *signature;		/* equal signatures: the same producer */
+} OutboxKafkaConfig;
+
 extern bool outbox_kafka_check_properties(const char *inline_props,
 										  const char *file,
 										  char **detail);
-extern char *outbox_kafka_config_signature(void);
-extern OutboxProducer *outbox_kafka_create(const char *client_id,
+extern OutboxKafkaConfig *outbox_kafka_config_read(void);
+extern bool outbox_kafka_config_check(const OutboxKafkaConfig *config,
+									  char **detail);
+extern OutboxProducer *outbox_kafka_create(const OutboxKafkaConfig *config,
+										   const char *client_id,
 										   const char *label,
 										   OutboxDeliveryFn on_delivery,
 										   void *arg);

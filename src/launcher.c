@@ -13,11 +13,14 @@
  * are found by rescanning pg_database every OUTBOX_LAUNCHER_NAPTIME and
  * whenever the launcher's latch is set.
  *
- * Restarts: relays are dynamic workers with BGW_NEVER_RESTART; the launcher
- * notices their exit (bgw_notify_pid sets its latch) and restarts them, after
- * 1 s, doubling up to 60 s while a relay keeps failing within 10 s of its
- * start.  The launcher is registered with a 1 s restart time.  It starts only
- * once recovery has finished, so a standby never runs a relay.
+ * Restarts: relays are dynamic workers with BGW_NEVER_RESTART; a relay that
+ * exits clears its slot's pid and sets the launcher's latch, and the
+ * launcher starts it again after 1 s, doubling up to 60 s while a relay
+ * keeps failing within 10 s of its start.  The launcher is registered with
+ * a 1 s restart time, and keeps nothing of its own about relays: whether
+ * one runs, is being started, or when it may start again is in its slot in
+ * shared memory, so a restarted launcher adopts the relays that run.  It
+ * starts only once recovery has finished, so a standby never runs a relay.
  *
  *-------------------------------------------------------------------------
  */
@@ -54,16 +57,6 @@
 /* pg_database.datconnlimit of a database half-dropped (PG 15.4 and later) */
 #define OUTBOX_DATCONNLIMIT_INVALID_DB	(-2)
 
-/* The launcher's private view of one slot */
-typedef struct LauncherRelay
-{
-	BackgroundWorkerHandle *handle;
-	TimestampTz started_at;
-	TimestampTz restart_at;
-	int			quick_exits;
-} LauncherRelay;
-
-static LauncherRelay *relays = NULL;
 static TimestampTz last_slot_warning = 0;
 static TimestampTz last_worker_warning = 0;
 
@@ -155,26 +148,6 @@ launcher_list_databases(MemoryContext mcxt)
 }
 
 /*
- * True when the relay of slot i is registered or running.
- */
-static bool
-launcher_relay_alive(int i)
-{
-	pid_t		pid;
-
-	if (relays[i].handle == NULL)
-		return false;
-	switch (GetBackgroundWorkerPid(relays[i].handle, &pid))
-	{
-		case BGWH_STARTED:
-		case BGWH_NOT_YET_STARTED:
-			return true;
-		default:
-			return false;
-	}
-}
-
-/*
  * Match slots to databases: free the slots of dropped databases, give new
  * databases a slot.
  */
@@ -190,15 +163,12 @@ launcher_assign_slots(List *oids)
 		OutboxSlot *slot = &outbox_shared->slots[i];
 
 		if (OidIsValid(slot->dboid) && !list_member_oid(oids, slot->dboid) &&
-			!launcher_relay_alive(i))
+			slot->pid == 0 && !slot->launching)
 		{
 			slock_t		mutex = slot->mutex;
 
 			memset(slot, 0, sizeof(OutboxSlot));
 			slot->mutex = mutex;
-			if (relays[i].handle)
-				pfree(relays[i].handle);
-			memset(&relays[i], 0, sizeof(LauncherRelay));
 		}
 	}
 	foreach(lc, oids)
@@ -226,13 +196,12 @@ launcher_assign_slots(List *oids)
 }
 
 /*
- * Start the relay of slot i.  false when no worker slot was free.
+ * Register the relay of slot i.  false when no worker slot was free.
  */
 static bool
 launcher_start_relay(int i, Oid dboid)
 {
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -245,9 +214,8 @@ launcher_start_relay(int i, Oid dboid)
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	StaticAssertStmt(sizeof(int) <= BGW_EXTRALEN, "slot number must fit in bgw_extra");
 	memcpy(worker.bgw_extra, &i, sizeof(int));
-	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (!RegisterDynamicBackgroundWorker(&worker, NULL))
 	{
 		if (launcher_warning_due(&last_worker_warning))
 			ereport(WARNING,
@@ -257,8 +225,66 @@ launcher_start_relay(int i, Oid dboid)
 							 max_worker_processes)));
 		return false;
 	}
-	relays[i].handle = handle;
-	relays[i].started_at = GetCurrentTimestamp();
+	return true;
+}
+
+/*
+ * Milliseconds from now until ts (at least 1).
+ */
+static long
+launcher_ms_until(TimestampTz now, TimestampTz ts)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(now, ts, &secs, &usecs);
+	return secs * 1000 + usecs / 1000 + 1;
+}
+
+/*
+ * Decide for slot i, under the lock held exclusively: start its relay now,
+ * or not, and until when the launcher may sleep.  A relay runs while the
+ * slot has its pid; one registered but not yet attached counts as running
+ * for OUTBOX_QUICK_EXIT_MS; one that exited is started again after a
+ * backoff that grows while it keeps exiting soon after its start.
+ */
+static bool
+launcher_relay_due(OutboxSlot *slot, TimestampTz now, long *sleep_ms)
+{
+	if (!OidIsValid(slot->dboid) || slot->dropping || slot->pid != 0)
+		return false;
+	if (slot->launching)
+	{
+		TimestampTz give_up = TimestampTzPlusMilliseconds(slot->launched_at,
+														  OUTBOX_QUICK_EXIT_MS);
+
+		if (now < give_up)
+		{
+			*sleep_ms = Min(*sleep_ms, OUTBOX_RESTART_MIN_MS);
+			return false;
+		}
+		slot->launching = false;	/* it never attached */
+	}
+	if (slot->launched_at != 0)
+	{
+		/* it ran and exited: when may it start again? */
+		bool		quick = !TimestampDifferenceExceeds(slot->launched_at, now,
+														OUTBOX_QUICK_EXIT_MS);
+
+		slot->launched_at = 0;
+		slot->quick_exits = (slot->no_extension || !quick) ? 0 :
+			Min(slot->quick_exits + 1, 7);
+		slot->restart_at = slot->no_extension ? 0 :
+			TimestampTzPlusMilliseconds(now, Min(OUTBOX_RESTART_MAX_MS,
+												 OUTBOX_RESTART_MIN_MS << slot->quick_exits));
+	}
+	if (slot->no_extension)
+		return false;
+	if (slot->restart_at > now)
+	{
+		*sleep_ms = Min(*sleep_ms, launcher_ms_until(now, slot->restart_at));
+		return false;
+	}
 	return true;
 }
 
@@ -278,46 +304,26 @@ launcher_reconcile(MemoryContext mcxt)
 
 	for (i = 0; i < outbox_shared->nslots; i++)
 	{
-		Oid			dboid;
-		bool		no_extension;
+		OutboxSlot *slot = &outbox_shared->slots[i];
+		Oid			dboid = InvalidOid;
 
-		LWLockAcquire(outbox_shared->lock, LW_SHARED);
-		dboid = outbox_shared->slots[i].dboid;
-		no_extension = outbox_shared->slots[i].no_extension;
+		LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+		if (launcher_relay_due(slot, now, &sleep_ms))
+		{
+			dboid = slot->dboid;
+			slot->launching = true;
+			slot->launched_at = now;
+		}
 		LWLockRelease(outbox_shared->lock);
 
-		if (!OidIsValid(dboid) || launcher_relay_alive(i))
-			continue;
-
-		if (relays[i].handle != NULL)
+		if (OidIsValid(dboid) && !launcher_start_relay(i, dboid))
 		{
-			/* it exited: decide when to start it again */
-			bool		quick = !TimestampDifferenceExceeds(relays[i].started_at, now,
-															OUTBOX_QUICK_EXIT_MS);
-
-			pfree(relays[i].handle);
-			relays[i].handle = NULL;
-			if (no_extension || !quick)
-				relays[i].quick_exits = 0;
-			else
-				relays[i].quick_exits = Min(relays[i].quick_exits + 1, 7);
-			relays[i].restart_at = no_extension ? 0 :
-				TimestampTzPlusMilliseconds(now, Min(OUTBOX_RESTART_MAX_MS,
-													 OUTBOX_RESTART_MIN_MS << relays[i].quick_exits));
-		}
-		if (no_extension)
-			continue;
-		if (relays[i].restart_at > now)
-		{
-			long		secs;
-			int			usecs;
-
-			TimestampDifference(now, relays[i].restart_at, &secs, &usecs);
-			sleep_ms = Min(sleep_ms, secs * 1000 + usecs / 1000 + 1);
-			continue;
-		}
-		if (!launcher_start_relay(i, dboid))
+			LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+			slot->launching = false;
+			slot->launched_at = 0;
+			LWLockRelease(outbox_shared->lock);
 			sleep_ms = Min(sleep_ms, OUTBOX_RESTART_MIN_MS * 5);
+		}
 	}
 	list_free(oids);
 	return sleep_ms;
@@ -356,8 +362,6 @@ outbox_launcher_main(Datum main_arg)
 	outbox_shared->launcher_latch = MyLatch;
 	LWLockRelease(outbox_shared->lock);
 
-	relays = MemoryContextAllocZero(TopMemoryContext,
-									sizeof(LauncherRelay) * outbox_shared->nslots);
 	mcxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher",
 								 ALLOCSET_DEFAULT_SIZES);
 

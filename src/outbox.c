@@ -291,7 +291,7 @@ _PG_init(void)
 
 	outbox_define_settings();
 	outbox_shmem_init();
-	outbox_publish_init();
+	outbox_ddl_init();
 	outbox_register_launcher();
 }
 

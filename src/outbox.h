@@ -42,8 +42,10 @@ extern void outbox_relay_exit_without_extension(void) pg_attribute_noreturn();
 /* launcher.c */
 extern void outbox_register_launcher(void);
 
+/* ddl.c */
+extern void outbox_ddl_init(void);
+
 /* publish.c */
-extern void outbox_publish_init(void);
 extern void outbox_wake_relay_at_commit(void);
 extern void outbox_wake_launcher_at_commit(void);
 

@@ -13,8 +13,8 @@
  * Wake-up: a transaction callback, registered once per backend, sets the
  * relay's latch at COMMIT when the transaction published; at ABORT it only
  * forgets.  The same callback wakes the launcher after CREATE EXTENSION, and
- * the relay after DROP EXTENSION (seen by an object access hook), so that it
- * exits at once rather than at its next poll.
+ * the relay after DROP EXTENSION (ddl.c), so that it exits at once rather
+ * than at its next poll.
  *
  *-------------------------------------------------------------------------
  */
@@ -75,7 +75,6 @@ enum
 static bool wake_relay_pending = false;
 static bool wake_launcher_pending = false;
 static bool xact_callback_registered = false;
-static object_access_hook_type prev_object_access_hook = NULL;
 
 PG_FUNCTION_INFO_V1(outbox_publish);
 PG_FUNCTION_INFO_V1(outbox_publish_binary);
@@ -140,36 +139,6 @@ outbox_wake_launcher_at_commit(void)
 {
 	outbox_register_xact_callback();
 	wake_launcher_pending = true;
-}
-
-/*
- * Object access hook: when the outbox extension is dropped, wake the relay
- * at commit so that it notices and exits.
- */
-static void
-outbox_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					 int subId, void *arg)
-{
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
-
-	if (access == OAT_DROP && classId == ExtensionRelationId)
-	{
-		char	   *name = get_extension_name(objectId);
-
-		if (name != NULL && strcmp(name, "outbox") == 0)
-			outbox_wake_relay_at_commit();
-	}
-}
-
-/*
- * Install the object access hook; called from _PG_init.
- */
-void
-outbox_publish_init(void)
-{
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = outbox_object_access;
 }
 
 /*

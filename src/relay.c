@@ -23,7 +23,7 @@
  * Errors: an ERROR in a pass is caught, its transaction aborted, the message
  * recorded in the slot and logged (the same message at most once a minute);
  * the batches in flight stay (pipeline.c), and the relay waits before going
- * on: a second, doubling while errors repeat, up to a minute.
+ * on: a second, doubling while errors repeat, up to ten seconds.
  *
  * Memory: relay_cxt lives as long as the worker (the pipeline's batches hang
  * below it); relay_pass_cxt is reset at the start of every pass, and is the
@@ -60,14 +60,13 @@
 #include "waits.h"
 
 #define RELAY_ERROR_PAUSE_MS		1000
-#define RELAY_ERROR_PAUSE_MAX_MS	60000
+#define RELAY_ERROR_PAUSE_MAX_MS	10000
 #define RELAY_ERROR_REPEAT_MS		60000
 /* how long to wait for Kafka before looking around again */
 #define RELAY_FLIGHT_WAIT_MS		1000
 
 static OutboxSlot *relay_slot = NULL;
 static OutboxProducer *relay_producer = NULL;
-static char *relay_config_signature = NULL;
 static char *relay_dbname = NULL;
 static char *relay_label = NULL;
 static MemoryContext relay_cxt = NULL;
@@ -117,6 +116,9 @@ relay_detach(int code, Datum arg)
 	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
 	relay_slot->pid = 0;
 	relay_slot->latch = NULL;
+	/* whichever launcher runs now learns of the exit from the slot */
+	if (outbox_shared->launcher_latch != NULL)
+		SetLatch(outbox_shared->launcher_latch);
 	LWLockRelease(outbox_shared->lock);
 }
 
@@ -133,7 +135,7 @@ relay_attach(int slotno, Oid dboid)
 	slot = &outbox_shared->slots[slotno];
 
 	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
-	if (slot->dboid != dboid || slot->pid != 0)
+	if (slot->dboid != dboid || slot->pid != 0 || slot->dropping)
 	{
 		LWLockRelease(outbox_shared->lock);
 		ereport(LOG,
@@ -143,6 +145,7 @@ relay_attach(int slotno, Oid dboid)
 	}
 	slot->pid = MyProcPid;
 	slot->latch = MyLatch;
+	slot->launching = false;
 	LWLockRelease(outbox_shared->lock);
 
 	relay_slot = slot;
@@ -169,43 +172,77 @@ outbox_relay_exit_without_extension(void)
  * Create the producer, or recreate it when its configuration changed at a
  * reload (reloaded is true after one) or after a fatal producer error.  Only
  * called with no batch in flight.
+ *
+ * A configuration librdkafka would refuse (a bad edit of the properties
+ * file: the setting itself was checked at the reload, but the file may
+ * change without its name changing) does not stop delivery: the last good
+ * producer stays, the refusal is recorded in outbox.stats and logged once,
+ * and the file is read again at the next reload.
  */
 static void
 relay_refresh_producer(bool reloaded)
 {
+	static OutboxKafkaConfig *config = NULL;	/* the producer's */
+	static char *refused = NULL;	/* signature of the last one refused */
 	MemoryContext old;
-	char	   *signature;
-	bool		changed;
+	OutboxKafkaConfig *next;
+	char	   *detail = NULL;
+	bool		fatal = relay_producer != NULL &&
+		outbox_kafka_failed_fatally(relay_producer);
 	char	   *client_id;
 
 	Assert(!outbox_pipeline_busy());
-	if (relay_producer != NULL && !reloaded &&
-		!outbox_kafka_failed_fatally(relay_producer))
+	if (relay_producer != NULL && !reloaded && !fatal)
 		return;
-	old = MemoryContextSwitchTo(relay_cxt);
-	signature = outbox_kafka_config_signature();
-	changed = relay_config_signature == NULL ||
-		strcmp(signature, relay_config_signature) != 0;
+	/* each configuration in a context of its own, deleted when it goes */
+	old = MemoryContextSwitchTo(AllocSetContextCreate(relay_cxt,
+													  "outbox producer configuration",
+													  ALLOCSET_SMALL_SIZES));
+	next = outbox_kafka_config_read();
 	MemoryContextSwitchTo(old);
-	if (relay_producer != NULL &&
-		!changed && !outbox_kafka_failed_fatally(relay_producer))
+	if (relay_producer != NULL && !fatal &&
+		strcmp(next->signature, config->signature) == 0)
 	{
-		pfree(signature);
+		MemoryContextDelete(GetMemoryChunkContext(next));
 		return;
+	}
+	if (!outbox_kafka_config_check(next, &detail))
+	{
+		if (relay_producer == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s: invalid Kafka producer configuration", relay_label),
+					 errdetail("%s", detail)));
+		outbox_slot_record_error(relay_slot,
+								 psprintf("new Kafka producer configuration refused, keeping the last good one: %s",
+										  detail));
+		if (refused == NULL || strcmp(refused, next->signature) != 0)
+		{
+			ereport(LOG,
+					(errmsg("%s: new Kafka producer configuration refused, keeping the last good one",
+							relay_label),
+					 errdetail("%s", detail)));
+			refused = MemoryContextStrdup(relay_cxt, next->signature);
+		}
+		MemoryContextDelete(GetMemoryChunkContext(next));
+		/* a fatal error still needs a new producer: from the last good one */
+		if (!fatal)
+			return;
+		next = config;
 	}
 	if (relay_producer != NULL)
 	{
 		ereport(LOG,
 				(errmsg("%s: recreating the Kafka producer (%s)", relay_label,
-						changed ? "configuration changed" : "fatal producer error")));
+						fatal ? "fatal producer error" : "configuration changed")));
 		outbox_kafka_destroy(relay_producer);
 		relay_producer = NULL;
 	}
-	if (relay_config_signature)
-		pfree(relay_config_signature);
-	relay_config_signature = signature;
+	if (config != NULL && config != next)
+		MemoryContextDelete(GetMemoryChunkContext(config));
+	config = next;
 	client_id = psprintf("outbox-%s", relay_dbname);
-	relay_producer = outbox_kafka_create(client_id, relay_label,
+	relay_producer = outbox_kafka_create(config, client_id, relay_label,
 										 outbox_pipeline_on_delivery, NULL);
 }
 

@@ -8,9 +8,11 @@
  *
  * Locking:
  *	- OutboxShared->lock (an LWLock of the "outbox" tranche) protects slot
- *	  assignment: dboid, pid, latch and no_extension.  The launcher
- *	  takes it exclusively to assign or free a slot, a relay to attach or
- *	  detach, committing backends take it shared to find a latch.
+ *	  assignment and the relay's life: dboid, pid, latch, no_extension,
+ *	  launching, dropping and the restart bookkeeping.  The launcher takes it
+ *	  exclusively to assign or free a slot and to start a relay, a relay to
+ *	  attach or detach, DROP DATABASE to stop one; committing backends take
+ *	  it shared to find a latch.
  *	- Each slot's spinlock protects its state, counters and last error; they
  *	  are written by the slot's relay only and read by status functions.
  *	- launcher_pid and launcher_latch are written under the LWLock.
@@ -20,13 +22,17 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include <signal.h>
+
 #include "utils/timestamp.h"
 
 #include "horizon.h"
 #include "outbox.h"
 #include "shmem.h"
+#include "waits.h"
 
 OutboxShared *outbox_shared = NULL;
 
@@ -163,6 +169,61 @@ outbox_request_relay(Oid dboid)
 	slot = outbox_slot_for_database(dboid);
 	if (slot != NULL)
 		slot->no_extension = false;
+	if (outbox_shared->launcher_latch != NULL)
+		SetLatch(outbox_shared->launcher_latch);
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * DROP DATABASE is about to run: stop the database's relay, and keep the
+ * launcher from starting another, so the drop does not fail with "being
+ * accessed by other users".  Waits until the relay has left its slot (the
+ * drop itself waits a few seconds more for the process to be gone).
+ */
+void
+outbox_stop_relay_for_drop(Oid dboid)
+{
+	OutboxSlot *slot;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 30000);
+
+	if (outbox_shared == NULL)
+		return;
+	for (;;)
+	{
+		pid_t		pid = 0;
+
+		LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+		slot = outbox_slot_for_database(dboid);
+		if (slot != NULL)
+		{
+			slot->dropping = true;
+			pid = slot->pid;
+		}
+		LWLockRelease(outbox_shared->lock);
+		if (pid == 0 || GetCurrentTimestamp() > deadline)
+			return;
+		kill(pid, SIGTERM);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+						 outbox_wait_event(OUTBOX_WAIT_DROP_DATABASE));
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * The DROP DATABASE failed after all: the launcher may start the relay again.
+ */
+void
+outbox_drop_database_failed(Oid dboid)
+{
+	OutboxSlot *slot;
+
+	if (outbox_shared == NULL)
+		return;
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	slot = outbox_slot_for_database(dboid);
+	if (slot != NULL)
+		slot->dropping = false;
 	if (outbox_shared->launcher_latch != NULL)
 		SetLatch(outbox_shared->launcher_latch);
 	LWLockRelease(outbox_shared->lock);

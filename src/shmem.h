@@ -29,9 +29,10 @@ typedef enum OutboxRelayState
 #define OUTBOX_ERROR_LEN 256
 
 /*
- * One served database.  dboid, pid, latch and no_extension are set under
- * OutboxShared->lock; the state, counters and figures under the slot's
- * mutex.
+ * One served database: the one record of whether its relay runs, read by
+ * every launcher (a restarted one adopts running relays from here).  The
+ * fields up to the mutex are set under OutboxShared->lock; the state,
+ * counters and figures under the slot's mutex.
  */
 typedef struct OutboxSlot
 {
@@ -39,6 +40,11 @@ typedef struct OutboxSlot
 	pid_t		pid;			/* relay's pid, 0 when not running */
 	Latch	   *latch;			/* relay's latch, NULL when not running */
 	bool		no_extension;	/* relay found no extension and exited */
+	bool		launching;		/* registered, not yet attached */
+	bool		dropping;		/* DROP DATABASE stopped it: do not restart */
+	TimestampTz launched_at;	/* when last registered; 0 once its exit was seen */
+	TimestampTz restart_at;		/* not to be started again before this */
+	int			quick_exits;	/* exits soon after start, in a row */
 
 	slock_t		mutex;
 	OutboxRelayState state;
@@ -75,6 +81,8 @@ extern bool outbox_shmem_ready(void);
 extern OutboxSlot *outbox_slot_for_database(Oid dboid);
 extern void outbox_set_latch_of_database(Oid dboid);
 extern void outbox_request_relay(Oid dboid);
+extern void outbox_stop_relay_for_drop(Oid dboid);
+extern void outbox_drop_database_failed(Oid dboid);
 extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);
 extern void outbox_slot_set_brokers_up(OutboxSlot *slot, bool up);
 extern void outbox_slot_record_error(OutboxSlot *slot, const char *message);

@@ -12,7 +12,8 @@
  *	  the commit (CommitTransactionCommand leaves TopMemoryContext current),
  *	  so whatever the relay allocates between units goes to its per-pass
  *	  context, never to TopMemoryContext.  A unit exits the relay when the
- *	  extension is gone.
+ *	  extension is gone, and checks that the extension's objects are its own
+ *	  (members.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +26,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "members.h"
 #include "outbox.h"
 #include "spiutil.h"
 
@@ -79,6 +81,8 @@ outbox_query_int8(SPIPlanPtr *plan, const char *sql)
 void
 outbox_work_begin(const char *activity)
 {
+	Oid			extoid;
+
 	Assert(!IsTransactionState());
 	work_caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
@@ -88,13 +92,15 @@ outbox_work_begin(const char *activity)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
 
-	if (!OidIsValid(get_extension_oid("outbox", true)))
+	extoid = get_extension_oid("outbox", true);
+	if (!OidIsValid(extoid))
 	{
 		SPI_finish();
 		PopActiveSnapshot();
 		AbortCurrentTransaction();
 		outbox_relay_exit_without_extension();
 	}
+	outbox_members_check(extoid);
 }
 
 /*
