@@ -11,7 +11,7 @@
 package OutboxTest;
 
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use Exporter 'import';
 use IPC::Run;

@@ -4,7 +4,7 @@
 # interval is an hour); the partition is the Java client's; read back by kcat
 # (librdkafka) and by python3-kafka (not librdkafka).
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use Digest::MD5 qw(md5_hex);
 use JSON::PP;

@@ -3,7 +3,7 @@
 # alone, and a reload with a new broker list moves the relays to the new
 # brokers; an invalid setting is refused and the old value stays.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Utils;
 use Test::More;

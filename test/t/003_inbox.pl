@@ -4,7 +4,7 @@
 # event's effect is applied exactly once.  The relay purges expired inbox
 # rows by itself, with no client asking.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Utils;
 use Test::More;

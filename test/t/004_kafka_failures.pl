@@ -7,7 +7,7 @@
 # carry the same id.  A line "SCENARIO name published=N delivered=N
 # duplicated=N lost=N" is printed for the fault table in the README.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use JSON::PP;
 use PostgreSQL::Test::Utils;

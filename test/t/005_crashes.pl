@@ -5,7 +5,7 @@
 # an event whose transaction a crash lost, because the relay flushes WAL up
 # to what it read before producing.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Utils;
 use Test::More;

@@ -3,7 +3,7 @@
 # hijack attempt reaches neither publish() nor the relay; relay log lines
 # name the relay; a shortage of worker slots is logged with a hint.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Utils;
 use Test::More;

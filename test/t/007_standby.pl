@@ -2,7 +2,7 @@
 # publishes nothing (publish() is refused there); after promotion it
 # publishes what the old primary had not.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Utils;
 use Test::More;

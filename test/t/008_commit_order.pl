@@ -5,7 +5,7 @@
 # two coincide (publish() then waits for an earlier publisher of the same
 # key); writing the business row before publishing gives commit order too.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use IPC::Run;
 use PostgreSQL::Test::Utils;

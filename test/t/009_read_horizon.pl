@@ -6,7 +6,7 @@
 # published cannot be prepared.  outbox.full_scan_interval is 1h where the
 # full scan must not be what finds the event.
 use strict;
-use warnings;
+use warnings FATAL => 'all';
 
 use JSON::PP;
 use PostgreSQL::Test::Utils;
