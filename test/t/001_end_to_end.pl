@@ -139,6 +139,8 @@ is($bin->{headers}{ce_type}, 'custom.v1', 'ce_type from the caller');
 # (at least one event each), and every event still arrives whole, in order
 $node->append_conf('postgresql.conf', "outbox.batch_max_bytes = '64kB'");
 $node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('outbox.batch_max_bytes') = '64kB'})
+  or die 'timed out waiting for the reload of outbox.batch_max_bytes';
 $node->safe_psql('postgres', q{
 SELECT outbox.publish('big', jsonb_build_object('n', i, 'blob', repeat(md5(i::text), 6250)), key => 'big')
   FROM generate_series(1, 12) i;

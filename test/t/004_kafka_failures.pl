@@ -90,7 +90,8 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM outbox.dead_letters'), '0'
 # 4. a message larger than the producer allows is refused locally: dead letter
 $node->append_conf('postgresql.conf', "outbox.kafka_properties = 'message.timeout.ms=1500;reconnect.backoff.max.ms=200;message.max.bytes=20000'\n");
 $node->reload;
-$node->poll_query_until('postgres', q{SELECT current_setting('outbox.kafka_properties') LIKE '%20000%'});
+$node->poll_query_until('postgres', q{SELECT current_setting('outbox.kafka_properties') LIKE '%20000%'})
+  or die 'timed out waiting for the reload of outbox.kafka_properties';
 my $big = $node->safe_psql('postgres', q{SELECT outbox.publish('big', jsonb_build_object('blob', repeat('x', 30000)), key => 'b')});
 ok($node->poll_query_until('postgres',
 	qq{SELECT count(*) = 1 FROM outbox.dead_letters WHERE event_id = '$big' AND error_code = 'MSG_SIZE_TOO_LARGE'}),
@@ -101,7 +102,8 @@ is($node->safe_psql('postgres', qq{SELECT length(payload) > 30000 AND topic = 'b
 # 5. too many attempts: with the brokers down, an event dies after outbox.max_attempts
 $node->append_conf('postgresql.conf', "outbox.max_attempts = 2\noutbox.kafka_properties = 'message.timeout.ms=500'\n");
 $node->reload;
-$node->poll_query_until('postgres', q{SELECT current_setting('outbox.max_attempts') = '2'});
+$node->poll_query_until('postgres', q{SELECT current_setting('outbox.max_attempts') = '2'})
+  or die 'timed out waiting for the reload of outbox.max_attempts = 2';
 is(broker_cmd($broker, 'down all'), 'ok', 'all brokers down again');
 my $doomed = $node->safe_psql('postgres', q{SELECT outbox.publish('doomed', '{}', key => 'd')});
 ok($node->poll_query_until('postgres',
@@ -110,7 +112,8 @@ ok($node->poll_query_until('postgres',
 is(broker_cmd($broker, 'up all'), 'ok', 'brokers back');
 $node->append_conf('postgresql.conf', "outbox.max_attempts = 1000\noutbox.kafka_properties = 'message.timeout.ms=5000'\n");
 $node->reload;
-$node->poll_query_until('postgres', q{SELECT current_setting('outbox.max_attempts') = '1000'});
+$node->poll_query_until('postgres', q{SELECT current_setting('outbox.max_attempts') = '1000'})
+  or die 'timed out waiting for the reload of outbox.max_attempts = 1000';
 is($node->safe_psql('postgres', q{SELECT outbox.replay_dead_letters(topic => 'doomed')}), '1', 'replayed by topic');
 ok(wait_drained($node), 'replayed event delivered once the brokers are back');
 is(scalar(@{ kcat_read($broker->{bootstrap}, 'doomed', 1) }), 1, 'it is in Kafka');

@@ -24,9 +24,9 @@ CREATE TABLE published (seq bigserial, event_id uuid, topic text, k text);
 
 sub relay_pid
 {
-	my $pid;
 	$node->poll_query_until('postgres',
-		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'outbox relay'});
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'outbox relay'})
+	  or die 'timed out waiting for the relay to run';
 	return $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'outbox relay'});
 }
 
