@@ -22,7 +22,7 @@ use Test::More;
 
 our @EXPORT = qw(start_broker broker_cmd stop_broker new_node kcat_read
   python_read wait_drained by_key first_occurrences check_delivery
-  open_session session_do close_session);
+  open_session session_send session_wait session_do close_session);
 
 my $srcdir = $ENV{TESTDIR} // '.';
 
@@ -98,24 +98,52 @@ sub open_session
 	return \%s;
 }
 
-# Run $sql in the session and wait until it is done; returns what it printed
-# (stdout and stderr together).
-sub session_do
+# Send $sql to the session without waiting for it; session_wait() collects
+# what it printed.  For a statement expected to block, so that the test can
+# wait for the condition it blocks on.
+sub session_send
 {
 	my ($s, $sql) = @_;
-	my $marker = 'session-done-' . int(rand(1e9));
+	$s->{marker} = 'session-done-' . int(rand(1e9));
+	$s->{sql} = $sql;
 	($s->{out}, $s->{err}) = ('', '');
-	$s->{in} .= "$sql\n\\echo $marker\n";
+	$s->{in} .= "$sql\n\\echo $s->{marker}\n";
+	# hand it all to psql now (IPC::Run consumes $s->{in} as it writes)
+	my $deadline = time + 180;
+	while ($s->{in} ne '')
+	{
+		die "psql session does not read: $sql" if time > $deadline;
+		$s->{h}->pump_nb;
+		select(undef, undef, undef, 0.02) if $s->{in} ne '';
+	}
+	return;
+}
+
+# Wait until what session_send() sent is done; returns what it printed
+# (stdout and stderr together).
+sub session_wait
+{
+	my ($s) = @_;
+	my $marker = $s->{marker};
 	my $deadline = time + 180;
 	while ($s->{out} !~ /$marker/)
 	{
-		die "psql session did not finish: $sql" if time > $deadline;
+		die "psql session did not finish: $s->{sql}" if time > $deadline;
 		$s->{h}->pump_nb;
 		select(undef, undef, undef, 0.02);
 	}
 	$s->{h}->pump_nb;    # stderr of the statement, written before the marker
 	(my $out = $s->{out}) =~ s/$marker\n//;
 	return $out . $s->{err};
+}
+
+# Run $sql in the session and wait until it is done; returns what it printed
+# (stdout and stderr together).
+sub session_do
+{
+	my ($s, $sql) = @_;
+	session_send($s, $sql);
+	return session_wait($s);
 }
 
 sub close_session
