@@ -138,7 +138,15 @@ my $stuck = $node->safe_psql('postgres', q{SELECT outbox.publish('stuck', '{}', 
 ok($node->poll_query_until('postgres',
 	q{SELECT last_error LIKE '%refuse_all%' AND last_error_at IS NOT NULL FROM outbox.stats WHERE datname = 'postgres'}),
 	'the relay\'s error is recorded in outbox.stats');
-sleep(4);
+# let it repeat: wait until outbox.stats records it three more times (the
+# relay goes on a second after each error)
+for my $repeat (1 .. 3)
+{
+	my $at = $node->safe_psql('postgres', q{SELECT last_error_at FROM outbox.stats WHERE datname = 'postgres'});
+	$node->poll_query_until('postgres',
+		qq{SELECT last_error_at > '$at' AND last_error LIKE '%refuse_all%' FROM outbox.stats WHERE datname = 'postgres'})
+	  or die "timed out waiting for the relay's error to repeat (repeat $repeat)";
+}
 my $log = slurp_file($node->logfile, $log_offset);
 my $logged = () = $log =~ /violates check constraint "refuse_all"/g;
 is($logged, 1, 'the repeating error is logged once');

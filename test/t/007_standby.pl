@@ -34,6 +34,8 @@ INSERT INTO published SELECT outbox.publish('failover', jsonb_build_object('n', 
 $primary->wait_for_catchup($standby);
 
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM outbox.events'), '300', 'the standby has the pending events');
+# time itself is tested here: no outbox process may appear on the standby
+# during these three seconds (on a primary the launcher starts with the server)
 sleep(3);
 is($standby->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'outbox%'}),
 	'0', 'no launcher and no relay run on a standby');
