@@ -114,8 +114,9 @@ for line in sys.stdin:
     if want != m["partition"]: print("mismatch", m["key"], m["partition"], want)
 ';
 my $in = join("\n", map { encode_json({ key => $_->{key}, partition => $_->{partition} }) } @$msgs) . "\n";
-my $out = '';
-IPC::Run::run([ '/usr/bin/python3', '-c', $script ], '<', \$in, '>', \$out);
+my ($out, $err) = ('', '');
+IPC::Run::run([ '/usr/bin/python3', '-c', $script ], '<', \$in, '>', \$out, '2>', \$err)
+  or die "the partition check script failed: $err";
 is($out, '', 'every key is on the partition the Java client would choose');
 
 # a tombstone and a binary payload

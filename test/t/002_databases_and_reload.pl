@@ -83,7 +83,8 @@ ok($node->wait_for_log('property "enable.idempotence" is set by outbox itself', 
 $log_offset = -s $node->logfile;
 $node->append_conf('postgresql.conf', "outbox.batch_size = 0\n");
 $node->reload;
-ok($node->wait_for_log('outbox.batch_size', $log_offset), 'an out-of-range batch size is refused');
+ok($node->wait_for_log('outside the valid range for parameter "outbox.batch_size"', $log_offset),
+	'an out-of-range batch size is refused');
 is($node->safe_psql('postgres', 'SHOW outbox.batch_size'), '1000', 'the old batch size stays');
 $node->append_conf('postgresql.conf', "outbox.batch_size = 1000\noutbox.kafka_properties = ''\n");
 
