@@ -1,8 +1,13 @@
 #!/bin/bash
 # Shared by test/run_tests.sh and test/demo.sh: installs what outbox needs on
 # a fresh Debian 12 machine (as root), then builds and installs the extension
-# and the test Kafka broker with warnings as errors.
+# and the test Kafka broker with warnings as errors.  PG_CONFIG (default:
+# pg_config on PATH) chooses the PostgreSQL to build and install for; it is
+# exported for what runs after.
 set -euo pipefail
+
+PG_CONFIG=${PG_CONFIG:-pg_config}
+export PG_CONFIG
 
 OUTBOX_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev
     kcat libipc-run-perl libjson-pp-perl python3 python3-kafka python3-confluent-kafka
@@ -25,12 +30,12 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-PG_BINDIR=$(pg_config --bindir)
+PG_BINDIR=$("$PG_CONFIG" --bindir)
 export PATH="$PG_BINDIR:$PATH"
 
 echo "== building outbox"
-make -s clean >/dev/null
-make -s PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Werror -DUSE_ASSERT_CHECKING"
-make -s install >/dev/null
+make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
+make -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Werror -DUSE_ASSERT_CHECKING"
+make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 # initdb refuses root: the clusters run as postgres, which writes results here
 chown -R postgres: .
