@@ -18,6 +18,11 @@ source test/setup.sh
 trap - EXIT
 set +e
 
+# the steps' output, for counting (it is shown as it comes, too); private to
+# this run, since another run on the machine would write the same names
+out=$(mktemp -d /tmp/outbox_tests.XXXXXX) || { echo "tests: 0 passed, 1 failed"; exit 1; }
+trap 'rm -rf "$out"' EXIT
+
 passed=0
 failed=0
 # run make as postgres with the chosen PostgreSQL first on PATH
@@ -34,7 +39,7 @@ pg_regress_step()
     local name=$1 diffs=$2 rc p f
     shift 2
     echo "== $name"
-    as_postgres_make installcheck "$@" 2>&1 | tee "/tmp/outbox_$name.out"
+    as_postgres_make installcheck "$@" 2>&1 | tee "$out/$name.out"
     rc=${PIPESTATUS[0]}
     read -r p f < <(awk '
         /All [0-9]+ tests passed/ { match($0, /All [0-9]+/); p += substr($0, RSTART + 4, RLENGTH - 4) }
@@ -43,7 +48,7 @@ pg_regress_step()
             f += w[1]; p += w[3] - w[1] }
         /[0-9]+ of [0-9]+ tests passed, [0-9]+ failed test/ {
             match($0, /[0-9]+ of/); p += substr($0, RSTART, RLENGTH - 3) }
-        END { print p + 0, f + 0 }' "/tmp/outbox_$name.out")
+        END { print p + 0, f + 0 }' "$out/$name.out")
     [ -f "$diffs" ] && cat "$diffs"
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
         echo "== $name exited with status $rc without naming a failed test: counted as one failure"
@@ -57,7 +62,7 @@ pg_regress_step pg_regress regression.diffs TAP_TESTS= ISOLATION=
 pg_regress_step isolation output_iso/regression.diffs TAP_TESTS= REGRESS=
 
 echo "== TAP"
-as_postgres_make installcheck REGRESS= ISOLATION= 2>&1 | tee /tmp/outbox_tap.out
+as_postgres_make installcheck REGRESS= ISOLATION= 2>&1 | tee "$out/tap.out"
 rc=${PIPESTATUS[0]}
 # prove's summary: "Files=9, Tests=150, ..." counts every test run; a file in
 # the "Test Summary Report" that failed (Failed: F > 0, a non-zero exit
@@ -75,7 +80,7 @@ read -r p f < <(awk '
     function close_file() {
         if (infile && bad) { failedn += (nfail > 0 ? nfail : 1); nfailedsub += nfail }
         infile = 0; bad = 0; nfail = 0 }
-    END { close_file(); print total - nfailedsub, failedn + 0 }' /tmp/outbox_tap.out)
+    END { close_file(); print total - nfailedsub, failedn + 0 }' "$out/tap.out")
 if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
     echo "== the TAP step exited with status $rc without naming a failed test: counted as one failure"
     f=1
