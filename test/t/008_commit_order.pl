@@ -32,7 +32,7 @@ sub kafka_order
 # Two transactions, B and A, interleaved in two sessions while the relay is
 # paused (so it sees both at once): B runs $steps{b_first}; then A runs
 # $steps{a}, to its end, or, with $steps{a_blocks}, until it waits for a lock
-# (B's row lock or outbox.commit_order's advisory lock); then B runs
+# (B's row lock or outbox.commit_order's key lock); then B runs
 # $steps{b_rest}; then A's end is collected.  Returns the order of the rows
 # in table commits and what the two sessions printed.
 sub scenario
