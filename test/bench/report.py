@@ -575,6 +575,45 @@ def report_memory(d, failures, logged):
     print()
 
 
+# ---- 9. outage
+
+def report_outage(d, failures, logged):
+    r = load(d, 'outage_memory')
+    errs = note_errors(d, 'outage_memory', 'outage', logged)
+    if r is None:
+        failures.append('the outage run left no result')
+        return
+    c = r.get('topic_check')
+    if not topic_delivered(c, r['events']):
+        failures.append('topic of the outage run: consumer read %s (%s distinct ce_id); expected %s'
+                        % (c and c['messages'], c and c['distinct_ce_id'], r['events']))
+    if not r['same_pid']:
+        failures.append('the relay restarted during the outage run, so its memory is not one series')
+    rows = []
+    last_t = None
+    for s in r['samples']:
+        if last_t is not None and s['t'] - last_t < 59 and s is not r['samples'][-1]:
+            continue
+        last_t = s['t']
+        rows.append([fmt(s['t'], 0), fmt(s['failed']), fmt(s['pending']),
+                     fmt(s['rss_kb'] / 1024.0, 1) if s['rss_kb'] else '-',
+                     fmt(s['anon_kb'] / 1024.0, 1) if s['anon_kb'] else '-',
+                     ratio(s['anon_kb'], r['samples'][0]['anon_kb']) if s['anon_kb'] else '-'])
+    table('9. Relay memory through a %s s broker outage, %s events retrying'
+          % (fmt(r['seconds'], 0), fmt(r['events'])),
+          ['s', 'failed attempts', 'pending', 'VmRSS MB', 'RssAnon MB', 'RssAnon vs first'], rows)
+    print('   Brokers down, message.timeout.ms=1000, retry backoff 100 ms to 2 s, max_attempts')
+    print('   1000000: every event fails and is retried.  %s failed attempts in the run; RssAnon'
+          % fmt(r['failed_attempts']))
+    print('   first %s MB, last %s MB, max %s MB.  Brokers up -> outbox.events empty: %s s;'
+          % (fmt(r['first_anon_kb'] / 1024.0, 1), fmt(r['last_anon_kb'] / 1024.0, 1),
+             fmt(r['max_anon_kb'] / 1024.0, 1), fmt(r['drain_s'], 1)))
+    print('   a consumer assigned before publishing read %s records, %s distinct ce_id; log ERRORs: %s.'
+          % (fmt(c and c['messages']), fmt(c and c['distinct_ce_id']),
+             fmt(len(errs)) if errs is not None else '-'))
+    print()
+
+
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
@@ -689,6 +728,8 @@ def main():
         report_xmin(d, sections, failures, logged)
     if 8 in sections:
         report_memory(d, failures, logged)
+    if 9 in sections:
+        report_outage(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))

@@ -75,6 +75,14 @@
 #     and the producer's message.max.bytes (outbox.kafka_properties) raised
 #     to 2000000 for it, by ALTER SYSTEM, reset afterwards (test/bench/
 #     drain.py --mode paused --relay-memory).  Topics counted as in 1.
+#  9. Outage: the relay's memory through a broker outage of
+#     BENCH_OUTAGE_SECONDS s (default 600) with BENCH_OUTAGE_EVENTS events
+#     (default 100000) retrying: brokers down, message.timeout.ms=1000,
+#     backoff 100 ms to 2 s, max_attempts 1000000 (by ALTER SYSTEM, reset
+#     afterwards), so every event fails again and again; RssAnon and VmRSS
+#     with the failed-attempt count every 10 s, then brokers up and the
+#     backlog drained and counted (test/bench/outage_memory.py).  Not in the
+#     default sections (it takes BENCH_OUTAGE_SECONDS on its own).
 #
 # BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8"; 4 and 7 take the
 # relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
@@ -138,6 +146,8 @@ SUSTAIN_PUBLISHERS=${BENCH_SUSTAIN_PUBLISHERS:-4}
 SUSTAIN_SAMPLE=${BENCH_SUSTAIN_SAMPLE:-10}
 MEM_EVENTS=${BENCH_MEMORY_EVENTS:-1000000}
 MEM_BIG=${BENCH_MEMORY_BIG:-200}
+OUTAGE_SECS=${BENCH_OUTAGE_SECONDS:-600}
+OUTAGE_EVENTS=${BENCH_OUTAGE_EVENTS:-100000}
 TX_SIZE=100
 want() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
 SYNC_FLAG=""
@@ -219,7 +229,7 @@ BOOTSTRAP=$(cat "$WORK/bootstrap")
 [ -n "$BOOTSTRAP" ] || { echo "the test broker did not start" >&2; exit 1; }
 for t in drain.single drain.fresh drain.small latency.outbox latency.bare \
          drain.poll drain.bare1 drain.bare5 drain.bareb sustain.normal sustain.xmin \
-         drain.xmin memory.small memory.big; do
+         drain.xmin memory.small memory.big outage.memory; do
     broker_cmd "topic $t 4"
 done
 
@@ -430,6 +440,23 @@ $PSQL -d bench -q -c "ALTER SYSTEM SET outbox.max_message_size = 2000000" \
 memory_run memory_big memory.big "$MEM_BIG" 10000 --payload-bytes 1000000
 $PSQL -d bench -q -c "ALTER SYSTEM RESET outbox.max_message_size" \
     -c "ALTER SYSTEM RESET outbox.kafka_properties" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+
+if want 9; then
+step "outage: relay memory over $OUTAGE_SECS s, $OUTAGE_EVENTS events retrying with the brokers down"
+$PSQL -d bench -q -c "ALTER SYSTEM SET outbox.kafka_properties = 'message.timeout.ms=1000'" \
+    -c "ALTER SYSTEM SET outbox.retry_backoff_min = '100ms'" \
+    -c "ALTER SYSTEM SET outbox.retry_backoff_max = '2s'" \
+    -c "ALTER SYSTEM SET outbox.max_attempts = 1000000" -c "SELECT pg_reload_conf()" >/dev/null
+prepare_phase
+log_mark
+timeout $((OUTAGE_SECS + 1200)) $PY $BENCH_DIR/outage_memory.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
+    --broker-ctl "$WORK/broker.ctl" --topic outage.memory \
+    --events "$OUTAGE_EVENTS" --seconds "$OUTAGE_SECS" > "$RES/outage_memory.json"
+log_errors outage_memory
+$PSQL -d bench -q -c "ALTER SYSTEM RESET outbox.kafka_properties" \
+    -c "ALTER SYSTEM RESET outbox.retry_backoff_min" -c "ALTER SYSTEM RESET outbox.retry_backoff_max" \
+    -c "ALTER SYSTEM RESET outbox.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
 fi
 
 step "done"
