@@ -150,7 +150,10 @@ SELECT count(*) AS by_publisher FROM outbox.events WHERE topic = 'by.publisher';
 
 -- secrets: non-superusers cannot read the librdkafka properties
 SET ROLE publishing_app;
+-- the error's wording changed in PostgreSQL 16: show only its SQLSTATE (42501)
+\set VERBOSITY sqlstate
 SHOW outbox.kafka_properties;
+\set VERBOSITY default
 RESET ROLE;
 SHOW outbox.kafka_properties;
 
