@@ -10,6 +10,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use OutboxTest;
 
+# PostgreSQL 16's PGXS no longer sets TESTDIR; prove runs in the source dir
+my $srcdir = $ENV{TESTDIR} // '.';
+
 my $broker = start_broker(1);
 my $node = new_node('inbox', $broker->{bootstrap}, conf => "outbox.purge_interval = '200ms'\noutbox.purge_batch_size = 7\n");
 $node->start;
@@ -38,7 +41,7 @@ is(scalar(@$msgs), 400, 'python3-kafka read every payment');
 my $lines = join('', map { JSON::PP->new->canonical->encode($_) . "\n" } (@$msgs, @$msgs));
 my ($out, $err) = ('', '');
 my $dsn = 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
-IPC::Run::run([ '/usr/bin/python3', "$ENV{TESTDIR}/test/inbox_consumer.py", $dsn, 'billing' ],
+IPC::Run::run([ '/usr/bin/python3', "$srcdir/test/inbox_consumer.py", $dsn, 'billing' ],
 	'<', \$lines, '>', \$out, '2>', \$err);
 is($err, '', 'consumer ran cleanly');
 like($out, qr/messages=800 applied=400 duplicates=400/, 'consumer saw 800 messages, applied 400, skipped 400 duplicates');
@@ -53,7 +56,7 @@ is($node->safe_psql('postgres', q{SELECT received FROM outbox.inbox_consumers WH
 ($out, $err) = ('', '');
 my $once = join('', map { JSON::PP->new->canonical->encode($_) . "\n" } @$msgs);
 $node->safe_psql('postgres', 'UPDATE inbox_test_accounts SET balance = 0, applied = 0');
-IPC::Run::run([ '/usr/bin/python3', "$ENV{TESTDIR}/test/inbox_consumer.py", $dsn, 'audit' ],
+IPC::Run::run([ '/usr/bin/python3', "$srcdir/test/inbox_consumer.py", $dsn, 'audit' ],
 	'<', \$once, '>', \$out, '2>', \$err);
 like($out, qr/messages=400 applied=400 duplicates=0/, 'another consumer receives every event once more');
 
