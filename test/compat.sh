@@ -12,6 +12,9 @@
 #                                       built with --enable-cassert into a
 #                                       private prefix, then used as above
 #
+# The tests run as OUTBOX_COMPAT_USER (default postgres; made if missing),
+# since initdb refuses root: another user keeps them clear of anything that
+# stops the postgres user's processes on a shared machine.
 # OUTBOX_COMPAT_CACHE (default /var/cache/outbox-compat) holds the chroots,
 # the PostgreSQL builds and the copies of this tree that are tested; delete a
 # subdirectory to have it made again.  The tree tested is the work tree's
@@ -23,10 +26,11 @@ SRCDIR=$(pwd)
 
 CACHE=${OUTBOX_COMPAT_CACHE:-/var/cache/outbox-compat}
 MIRROR=${OUTBOX_COMPAT_MIRROR:-http://deb.debian.org/debian}
+TESTUSER=${OUTBOX_COMPAT_USER:-postgres}
 WERROR='-Wall -Wextra -Wno-unused-parameter -Werror'
 TAP_PACKAGES="kcat libipc-run-perl python3 python3-kafka python3-confluent-kafka python3-psycopg2"
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 quick=""
 if [ "${1:-}" = --quick ]; then quick=1; shift; fi
@@ -53,12 +57,19 @@ apt_install() {     # apt_install [chroot-dir] packages...: those not installed 
         apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-# A copy of this tree's tracked files (with uncommitted changes) in $1, owned
-# by postgres, which runs the tests and writes their results there.
+# A copy of this tree's tracked files (with uncommitted changes) in $1; the
+# test user comes to own it, as it writes the results there.
 copy_tree() {
     rm -rf "$1"
     mkdir -p "$1"
     git -C "$SRCDIR" ls-files -z | tar -C "$SRCDIR" --null -T - -c | tar -C "$1" -x
+}
+
+make_user() {      # make_user [chroot-dir]: the test user, unless it exists
+    local run=()
+    [ -n "$1" ] && run=(chroot "$1")
+    "${run[@]}" id "$TESTUSER" >/dev/null 2>&1 ||
+        "${run[@]}" useradd --system --user-group --create-home --shell /bin/bash "$TESTUSER"
 }
 
 # Counts and prints the results of an installcheck whose output is in $1 and
@@ -120,10 +131,12 @@ run_chroot() {
     echo "== building outbox against $(chroot "$root" "$pgc" --version) ($suite)"
     # with_llvm=no: Debian's pg_config asks for clang bitcode, which the tests do not need
     chroot "$root" sh -c "cd /build/outbox && make -s PG_CONFIG=$pgc with_llvm=no PG_CFLAGS='$WERROR' &&
-        make -s PG_CONFIG=$pgc with_llvm=no install >/dev/null && chown -R postgres: ."
-    echo "== installcheck"
+        make -s PG_CONFIG=$pgc with_llvm=no install >/dev/null"
+    make_user "$root"
+    chroot "$root" chown -R "$TESTUSER:" /build/outbox
+    echo "== installcheck (as $TESTUSER)"
     local rc=0
-    chroot "$root" su postgres -c "cd /build/outbox && make -s PG_CONFIG=$pgc with_llvm=no installcheck ${quick:+TAP_TESTS=}" \
+    chroot "$root" su "$TESTUSER" -c "cd /build/outbox && make -s PG_CONFIG=$pgc with_llvm=no installcheck ${quick:+TAP_TESTS=}" \
         2>&1 | tee "$CACHE/installcheck-$major.out" || rc=$?
     summarize "$CACHE/installcheck-$major.out" "$root/build/outbox" "$rc" "PostgreSQL $major ($suite)"
 }
@@ -156,17 +169,16 @@ run_source() {
         echo "$src" >"$prefix/.outbox-source"
         rm -rf "$build"
     fi
-    id postgres >/dev/null 2>&1 ||
-        useradd --system --user-group --home-dir /var/lib/postgresql --create-home --shell /bin/bash postgres
+    make_user ""
 
     local pgc=$prefix/bin/pg_config tree=$CACHE/outbox-$version
     copy_tree "$tree"
     echo "== building outbox against $("$pgc" --version) (cassert)"
     (cd "$tree" && make -s PG_CONFIG="$pgc" PG_CFLAGS="$WERROR" &&
-        make -s PG_CONFIG="$pgc" install >/dev/null && chown -R postgres: .)
-    echo "== installcheck"
+        make -s PG_CONFIG="$pgc" install >/dev/null && chown -R "$TESTUSER:" .)
+    echo "== installcheck (as $TESTUSER)"
     local rc=0
-    su postgres -c "cd '$tree' && make -s PG_CONFIG='$pgc' installcheck ${quick:+TAP_TESTS=}" 2>&1 |
+    su "$TESTUSER" -c "cd '$tree' && make -s PG_CONFIG='$pgc' installcheck ${quick:+TAP_TESTS=}" 2>&1 |
         tee "$CACHE/installcheck-$version.out" || rc=$?
     summarize "$CACHE/installcheck-$version.out" "$tree" "$rc" "PostgreSQL $version (source, cassert)"
 }
