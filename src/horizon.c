@@ -44,10 +44,6 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/memutils.h"
-#if PG_VERSION_NUM < 150000
-#include "postmaster/autovacuum.h"
-#include "replication/walsender.h"
-#endif
 
 #include "horizon.h"
 
@@ -84,21 +80,12 @@ static int *mark_procs = NULL;
 static uint64 *mark_gens = NULL;
 
 /*
- * Entries: one per PGPROC that can run a transaction.  Before PostgreSQL 15
- * MaxBackends is not known yet when preloaded libraries ask for shared
- * memory, so it is computed the way the postmaster will.
+ * Entries: one per PGPROC that can run a transaction.
  */
 static int
 horizon_entries(void)
 {
-#if PG_VERSION_NUM >= 150000
-	int			backends = MaxBackends;
-#else
-	int			backends = MaxConnections + autovacuum_max_workers + 1 +
-		max_worker_processes + max_wal_senders;
-#endif
-
-	return backends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
 }
 
 Size

@@ -163,11 +163,7 @@ inbox_event_id_arg(FunctionCallInfo fcinfo, bool is_text)
 		return DirectFunctionCall1(uuid_in, CStringGetDatum(text_to_cstring(t)));
 
 	uuid = palloc(sizeof(pg_uuid_t));
-#if PG_VERSION_NUM >= 150000
 	if (!pg_md5_binary(s, len, uuid->data, &errstr))
-#else
-	if (!pg_md5_binary(s, len, uuid->data))
-#endif
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not hash event_id: %s", errstr ? errstr : "out of memory")));

@@ -269,11 +269,7 @@ outbox_define_settings(void)
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("outbox");
-#else
-	EmitWarningsOnPlaceholders("outbox");
-#endif
 }
 
 /*

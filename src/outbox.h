@@ -14,6 +14,14 @@
 
 #include "postgres.h"
 
+/*
+ * Built and tested on PostgreSQL 15, 16 and 17 (test/compat.sh);
+ * InitMaterializedSRF() and the shmem_request_hook need 15.1 or later.
+ */
+#if PG_VERSION_NUM < 150001
+#error "outbox needs PostgreSQL 15.1 or later"
+#endif
+
 /* Settings (outbox.c) */
 extern char *outbox_kafka_brokers;
 extern char *outbox_kafka_properties;

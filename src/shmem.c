@@ -36,9 +36,7 @@
 
 OutboxShared *outbox_shared = NULL;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /*
@@ -57,10 +55,8 @@ outbox_shmem_size(void)
 static void
 outbox_shmem_request(void)
 {
-#if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	RequestAddinShmemSpace(outbox_shmem_size());
 	RequestAddinShmemSpace(outbox_horizon_shmem_size());
 	RequestNamedLWLockTranche("outbox", 1);
@@ -99,12 +95,8 @@ outbox_shmem_startup(void)
 void
 outbox_shmem_init(void)
 {
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = outbox_shmem_request;
-#else
-	outbox_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = outbox_shmem_startup;
 }

@@ -175,22 +175,7 @@ outbox_relay_stats(PG_FUNCTION_ARGS)
 	int			i;
 
 	outbox_require_preload();
-#if PG_VERSION_NUM >= 150000
 	InitMaterializedSRF(fcinfo, 0);
-#else
-	{
-		MemoryContext old;
-		TupleDesc	tupdesc;
-
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-		rsinfo->returnMode = SFRM_Materialize;
-		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-		rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
-		MemoryContextSwitchTo(old);
-	}
-#endif
 
 	for (i = 0; i < outbox_shared->nslots; i++)
 	{

@@ -59,7 +59,9 @@ def main():
     counter = start_counter(a)
     broker(a.broker_ctl, 'down all')
     for lo in range(0, a.events, 10000):
-        cur.execute("SELECT pg_catalog.count(outbox.publish(%s, " + PAYLOAD_SQL + ", key => " + KEY_SQL + "))"
+        # the payload SQL's modulo signs are not parameters
+        cur.execute("SELECT pg_catalog.count(outbox.publish(%s, "
+                    + PAYLOAD_SQL.replace('%', '%%') + ", key => " + KEY_SQL.replace('%', '%%') + "))"
                     " FROM pg_catalog.generate_series(%s, %s) AS i",
                     (a.topic, lo, min(lo + 10000, a.events) - 1))
 
