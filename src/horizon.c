@@ -31,7 +31,12 @@
  * cannot be prepared for two-phase commit: its rows would become visible at
  * COMMIT PREPARED, after its counter moved on.  Rows inserted some other way
  * are still found, later: the relay starts again from the lowest id every
- * outbox.poll_interval.
+ * outbox.full_scan_interval.
+ *
+ * The last value handed out must be read under the sequence's buffer lock
+ * (pg_sequence_last_value(), see pipeline.c): nextval() writes the value it
+ * pre-logs into the tuple while it builds its WAL record, and a mark taken
+ * from that would cover ids whose publishers have not begun.
  *
  *-------------------------------------------------------------------------
  */

@@ -348,7 +348,10 @@ outbox_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		producer->all_brokers_down = false;
-	producer->on_delivery(msg->_private, msg->err, producer->arg);
+	producer->on_delivery(msg->_private, msg->err,
+						  msg->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+						  rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED,
+						  producer->arg);
 }
 
 /*

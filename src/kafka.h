@@ -34,9 +34,13 @@ typedef struct OutboxMessage
 /*
  * Called once per produced message, from outbox_kafka_serve() in the relay's
  * own thread, with the opaque pointer given to outbox_kafka_produce().
+ * maybe_persisted: the message failed (err), but only after it was sent, so
+ * a broker may have written it all the same (librdkafka's
+ * RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED, as when it times out waiting for
+ * the acknowledgement).
  */
 typedef void (*OutboxDeliveryFn) (void *opaque, rd_kafka_resp_err_t err,
-								  void *arg);
+								  bool maybe_persisted, void *arg);
 
 typedef struct OutboxProducer OutboxProducer;
 

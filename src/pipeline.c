@@ -90,6 +90,7 @@ typedef struct RelayEvent
 	int64		id;
 	OutboxMessage msg;
 	rd_kafka_resp_err_t err;	/* NO_ERROR only once Kafka acknowledged it */
+	bool		maybe_persisted;	/* failed, but a broker may have it */
 	RelayBatch *batch;
 } RelayEvent;
 
@@ -209,12 +210,14 @@ outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
  * Delivery report: runs inside outbox_kafka_serve(), in this thread.
  */
 void
-outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err, void *arg)
+outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err,
+							bool maybe_persisted, void *arg)
 {
 	RelayEvent *ev = (RelayEvent *) opaque;
 
 	Assert(ev->batch->outstanding > 0);
 	ev->err = err;
+	ev->maybe_persisted = maybe_persisted;
 	ev->batch->outstanding--;
 }
 
@@ -359,6 +362,8 @@ pipeline_record(RelayBatch *b)
 	Datum	   *permanent;
 	int			nok = 0;
 	int			nbad = 0;
+	int			nmaybe = 0;
+	rd_kafka_resp_err_t maybe_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	uint64		dead = 0;
 	int			i;
 
@@ -383,6 +388,8 @@ pipeline_record(RelayBatch *b)
 			messages[nbad] = CStringGetTextDatum(rd_kafka_err2str(ev->err));
 			permanent[nbad] = BoolGetDatum(outbox_kafka_error_is_permanent(ev->err));
 			nbad++;
+			if (ev->maybe_persisted && nmaybe++ == 0)
+				maybe_err = ev->err;
 		}
 	}
 	if (nok > 0)
@@ -435,6 +442,20 @@ pipeline_record(RelayBatch *b)
 	}
 	outbox_work_end();
 	outbox_slot_count(pipeline_slot, nok, nbad, dead, 0);
+
+	/*
+	 * The one way to a duplicate without a crash: a message that failed after
+	 * it was sent (typically message.timeout.ms passed while the broker's
+	 * acknowledgement was on its way) may be in Kafka already, and its retry
+	 * is a new message.  Say so, since only the consumer's inbox can tell.
+	 */
+	if (nmaybe > 0)
+		ereport(LOG,
+				(errmsg("%d event(s) failed after they were sent, so Kafka may hold them already; their retry can deliver them twice",
+						nmaybe),
+				 errdetail("librdkafka reports them as possibly persisted, the first after: %s.",
+						   rd_kafka_err2str(maybe_err)),
+				 errhint("Raise message.timeout.ms in outbox.kafka_properties above the longest broker outage to expect.")));
 }
 
 /*

@@ -156,6 +156,21 @@ ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM outbox.dead_l
 	'the relay went on: the event is a dead letter once the table accepts it');
 is(broker_cmd($broker, 'error 0 10 0'), 'ok', 'injected errors cleared');
 
+# 8. the one way to a duplicate without a crash: the broker writes the events
+# but its acknowledgement comes after message.timeout.ms (1500 ms here), so
+# librdkafka reports them failed though possibly persisted; the relay says
+# so in the log, and their retry delivers them a second time
+is(broker_cmd($broker, 'topic acklost 1'), 'ok', 'topic created');
+$log_offset = -s $node->logfile;
+is(broker_cmd($broker, 'rtt 1 3000'), 'ok', 'acknowledgements take 3 s');
+publish_batch('acklost', 10, 2);
+ok($node->wait_for_log(qr/failed after they were sent, so Kafka may hold them already/, $log_offset),
+	'the relay logs that a retry may deliver events twice');
+is(broker_cmd($broker, 'rtt 1 0'), 'ok', 'acknowledgements prompt again');
+ok(wait_drained($node), 'the retries are delivered');
+my $acklost_dups = check_delivery($node, $broker, 'acknowledgement later than message.timeout.ms', 'acklost');
+ok($acklost_dups > 0, 'Kafka holds some of them twice (the README states this case)');
+
 $node->stop;
 stop_broker($broker);
 done_testing();
