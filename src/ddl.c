@@ -117,7 +117,7 @@ ddl_process_utility(PlannedStmt *pstmt, const char *queryString,
 	PG_CATCH();
 	{
 		if (OidIsValid(dropped_db))
-			outbox_drop_database_failed(dropped_db);
+			outbox_request_relay(dropped_db);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -135,6 +135,7 @@ ddl_events_pending(Oid relid)
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
+	Snapshot	snapshot;
 	bool		found;
 
 	if (!OidIsValid(nsp) || get_rel_namespace(relid) != nsp ||
@@ -146,9 +147,11 @@ ddl_events_pending(Oid relid)
 
 	rel = table_open(relid, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetTransactionSnapshot(), 0, NULL);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
 	found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
 	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
 	return found;

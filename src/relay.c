@@ -73,6 +73,7 @@ static MemoryContext relay_cxt = NULL;
 static MemoryContext relay_pass_cxt = NULL;
 static bool relay_reload_pending = false;
 static bool relay_started = false;
+static bool relay_announced = false;
 static bool relay_stopping = false;
 static bool relay_stats_dirty = true;
 static int	relay_errors_in_a_row = 0;
@@ -208,6 +209,7 @@ relay_refresh_producer(bool reloaded)
 	}
 	if (!outbox_kafka_config_check(next, &detail))
 	{
+		MemoryContextDelete(GetMemoryChunkContext(next));
 		if (relay_producer == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -224,7 +226,6 @@ relay_refresh_producer(bool reloaded)
 					 errdetail("%s", detail)));
 			refused = MemoryContextStrdup(relay_cxt, next->signature);
 		}
-		MemoryContextDelete(GetMemoryChunkContext(next));
 		/* a fatal error still needs a new producer: from the last good one */
 		if (!fatal)
 			return;
@@ -356,9 +357,6 @@ outbox_relay_main(Datum main_arg)
 	pgstat_report_appname("outbox relay");
 
 	MemoryContextSwitchTo(relay_pass_cxt);
-	outbox_work_begin("checking for the outbox extension");
-	outbox_work_end();
-	ereport(LOG, (errmsg("%s started", relay_label)));
 
 	errcallback.callback = relay_error_context;
 	errcallback.arg = NULL;
@@ -397,6 +395,14 @@ outbox_relay_main(Datum main_arg)
 		MemoryContextReset(relay_pass_cxt);
 
 		CHECK_FOR_INTERRUPTS();
+		if (!relay_announced)
+		{
+			/* a relay of a database without the extension exits quietly */
+			outbox_work_begin("checking for the outbox extension");
+			outbox_work_end();
+			ereport(LOG, (errmsg("%s started", relay_label)));
+			relay_announced = true;
+		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -146,9 +146,10 @@ outbox_set_latch_of_database(Oid dboid)
 
 /*
  * Ask the launcher to (re)start the relay of a database: clears the slot's
- * no_extension mark, if the database has a slot, and wakes the launcher,
- * which gives a new database a slot on its next pass.  Called at commit of
- * CREATE EXTENSION, so it must not fail.
+ * no_extension and dropping marks, if the database has a slot, and wakes the
+ * launcher, which gives a new database a slot on its next pass.  Called at
+ * commit of CREATE EXTENSION, so it must not fail, and when a DROP DATABASE
+ * that stopped the relay failed after all.
  */
 void
 outbox_request_relay(Oid dboid)
@@ -160,7 +161,10 @@ outbox_request_relay(Oid dboid)
 	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
 	slot = outbox_slot_for_database(dboid);
 	if (slot != NULL)
+	{
 		slot->no_extension = false;
+		slot->dropping = false;
+	}
 	if (outbox_shared->launcher_latch != NULL)
 		SetLatch(outbox_shared->launcher_latch);
 	LWLockRelease(outbox_shared->lock);
@@ -200,25 +204,6 @@ outbox_stop_relay_for_drop(Oid dboid)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-}
-
-/*
- * The DROP DATABASE failed after all: the launcher may start the relay again.
- */
-void
-outbox_drop_database_failed(Oid dboid)
-{
-	OutboxSlot *slot;
-
-	if (outbox_shared == NULL)
-		return;
-	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
-	slot = outbox_slot_for_database(dboid);
-	if (slot != NULL)
-		slot->dropping = false;
-	if (outbox_shared->launcher_latch != NULL)
-		SetLatch(outbox_shared->launcher_latch);
-	LWLockRelease(outbox_shared->lock);
 }
 
 /*

@@ -82,7 +82,6 @@ extern OutboxSlot *outbox_slot_for_database(Oid dboid);
 extern void outbox_set_latch_of_database(Oid dboid);
 extern void outbox_request_relay(Oid dboid);
 extern void outbox_stop_relay_for_drop(Oid dboid);
-extern void outbox_drop_database_failed(Oid dboid);
 extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);
 extern void outbox_slot_set_brokers_up(OutboxSlot *slot, bool up);
 extern void outbox_slot_record_error(OutboxSlot *slot, const char *message);

@@ -57,6 +57,9 @@ ok($node->poll_query_until('postgres',
 	'failed attempts are counted with their error');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM outbox.events WHERE attempts > 0 AND next_attempt_at IS NULL}),
 	'0', 'a failed event has a next attempt time');
+ok($node->poll_query_until('postgres',
+	q{SELECT pending >= 1000 AND oldest_pending_age IS NOT NULL AND brokers = 'down' FROM outbox.stats WHERE datname = 'postgres'}),
+	'outbox.stats shows the backlog while the brokers are down');
 publish_batch('outage', 500, 10);
 is(broker_cmd($broker, 'up all'), 'ok', 'brokers back');
 ok(wait_drained($node), 'everything drained after the outage');
