@@ -390,10 +390,8 @@ outbox_relay_main(Datum main_arg)
 		bool		hold;
 		int			rc;
 
-		error_context_stack = &errcallback;
 		MemoryContextSwitchTo(relay_pass_cxt);
 		MemoryContextReset(relay_pass_cxt);
-
 		CHECK_FOR_INTERRUPTS();
 		if (!relay_announced)
 		{
@@ -403,6 +401,7 @@ outbox_relay_main(Datum main_arg)
 			ereport(LOG, (errmsg("%s started", relay_label)));
 			relay_announced = true;
 		}
+		error_context_stack = &errcallback;
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
