@@ -527,7 +527,7 @@ static void
 pipeline_record_oldest(void)
 {
 	RelayBatch *b = flight[0];
-	int64		before = cursor;
+	int64		before PG_USED_FOR_ASSERTS_ONLY = cursor;
 
 	pipeline_record(b);
 	if (b->from <= cursor)
