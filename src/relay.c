@@ -249,17 +249,19 @@ relay_refresh_producer(bool reloaded)
 
 /*
  * Publish the relay's state, and its backlog figures when they may have
- * changed: at most once a second while it works, and once more when it
- * goes idle, so outbox.stats never shows a backlog that is gone (nor misses
- * one that grew while the relay was paused or waiting for brokers).
+ * changed (the relay worked, or was woken: a commit while it is paused or
+ * waiting for brokers grows the backlog too), as soon as a refresh is due:
+ * a second after the last, longer when counting took long (status.c).  An
+ * idle relay with figures to refresh sleeps only until then, so
+ * outbox.stats lags by that at most, and counting never runs once per
+ * commit.
  */
 static void
 relay_update_status(OutboxPassResult result, bool woken)
 {
 	if (result != OUTBOX_PASS_IDLE || woken)
 		relay_stats_dirty = true;
-	if (relay_stats_dirty &&
-		(outbox_status_refresh_in_ms() <= 0 || result == OUTBOX_PASS_IDLE))
+	if (relay_stats_dirty && outbox_status_refresh_in_ms() <= 0)
 	{
 		outbox_work_begin("refreshing statistics");
 		outbox_status_refresh(relay_slot, outbox_pipeline_cursor());
