@@ -24,6 +24,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_class.h"
@@ -125,13 +126,14 @@ ddl_process_utility(PlannedStmt *pstmt, const char *queryString,
 }
 
 /*
- * True when relid is the outbox extension's events table and a row of it is
- * visible now.
+ * True when relid is the outbox extension's events table (not some table of
+ * that name in a schema of that name) and a row of it is visible now.
  */
 static bool
 ddl_events_pending(Oid relid)
 {
 	Oid			nsp = get_namespace_oid("outbox", true);
+	Oid			extoid = get_extension_oid("outbox", true);
 	char	   *name;
 	Relation	rel;
 	TableScanDesc scan;
@@ -139,11 +141,12 @@ ddl_events_pending(Oid relid)
 	Snapshot	snapshot;
 	bool		found;
 
-	if (!OidIsValid(nsp) || get_rel_namespace(relid) != nsp ||
+	if (!OidIsValid(nsp) || !OidIsValid(extoid) || get_rel_namespace(relid) != nsp ||
 		get_rel_relkind(relid) != RELKIND_RELATION)
 		return false;
 	name = get_rel_name(relid);
-	if (name == NULL || strcmp(name, "events") != 0)
+	if (name == NULL || strcmp(name, "events") != 0 ||
+		getExtensionOfObject(RelationRelationId, relid) != extoid)
 		return false;
 
 	rel = table_open(relid, AccessShareLock);

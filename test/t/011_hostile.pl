@@ -65,6 +65,11 @@ isnt($ret, 0, 'CREATE EXTENSION into a schema owned by an ordinary role is refus
 like($err, qr/schema "outbox" is owned by role "mallory"/, 'and says whose it is');
 is($node->safe_psql('mallorys', q{SELECT count(*) FROM pg_extension WHERE extname = 'outbox'}),
 	'0', 'nothing was installed');
+# a table of the same name that is not the extension's is mallory's to drop
+$node->safe_psql('mallorys', q{CREATE TABLE outbox.events (n int); INSERT INTO outbox.events VALUES (1)},
+	extra_params => [ '-U', 'mallory' ]);
+($ret, $out, $err) = $node->psql('mallorys', 'DROP TABLE outbox.events', extra_params => [ '-U', 'mallory' ]);
+is($ret, 0, 'an unrelated table named outbox.events can be dropped') or diag($err);
 
 # the relay refuses objects that are not what the extension made: a trigger
 wait_relay('app');
