@@ -368,6 +368,7 @@ outbox_relay_main(Datum main_arg)
 	{
 		/* an ERROR escaped a pass: clean up, record, pause, go on */
 		long		pause_ms;
+		TimestampTz pause_until;
 
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
@@ -380,8 +381,15 @@ outbox_relay_main(Datum main_arg)
 		relay_errors_in_a_row = Min(relay_errors_in_a_row + 1, 10);
 		pause_ms = Min((long) RELAY_ERROR_PAUSE_MS << (relay_errors_in_a_row - 1),
 					   RELAY_ERROR_PAUSE_MAX_MS);
-		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 pause_ms, outbox_wait_event(OUTBOX_WAIT_RELAY_IDLE));
+		/* commits do not cut the pause short; a signal to exit does */
+		pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pause_ms);
+		while ((pause_ms = (long) ((pause_until - GetCurrentTimestamp()) / 1000)) > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 pause_ms, outbox_wait_event(OUTBOX_WAIT_RELAY_IDLE));
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
 		woken = true;
 	}
 	PG_exception_stack = &local_sigjmp_buf;
