@@ -15,25 +15,30 @@
  *
  * The check walks pg_depend, so it runs again only after a catalog change
  * that may matter: an invalidation of any relation (a trigger, an owner, a
- * rule...), of a schema or of an extension resets it.
+ * rule...) or of a schema resets it.  The extension's owner changes only
+ * with REASSIGN OWNED, which changes its relations' owners too.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_inherits.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
-#include "utils/inval.h"
 
 #include "members.h"
 
@@ -66,20 +71,29 @@ members_refuse(const char *what, const char *why)
 }
 
 /*
- * The owner of the extension and its schema, from pg_extension.
+ * The owner of the extension and its schema, from pg_extension (scanned:
+ * not every minor release has a syscache on it).
  */
 static void
 members_extension(Oid extoid, Oid *owner, Oid *nsp)
 {
-	HeapTuple	tup = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extoid));
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
 	Form_pg_extension ext;
 
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "outbox relay: extension with OID %u not found", extoid);
 	ext = (Form_pg_extension) GETSTRUCT(tup);
 	*owner = ext->extowner;
 	*nsp = ext->extnamespace;
-	ReleaseSysCache(tup);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
 }
 
 /* invalidation callbacks: check again at the next unit of work */
@@ -112,7 +126,6 @@ outbox_members_check(Oid extoid)
 	{
 		CacheRegisterRelcacheCallback(members_relcache_changed, (Datum) 0);
 		CacheRegisterSyscacheCallback(NAMESPACEOID, members_syscache_changed, (Datum) 0);
-		CacheRegisterSyscacheCallback(EXTENSIONOID, members_syscache_changed, (Datum) 0);
 		callbacks_registered = true;
 	}
 	if (extoid == checked_ext)
