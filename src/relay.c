@@ -209,6 +209,15 @@ relay_refresh_producer(bool reloaded)
 	}
 	if (!outbox_kafka_config_check(next, &detail))
 	{
+		bool		new_refusal = refused == NULL ||
+			strcmp(refused, next->signature) != 0;
+
+		if (new_refusal)
+		{
+			if (refused != NULL)
+				pfree(refused);
+			refused = MemoryContextStrdup(relay_cxt, next->signature);
+		}
 		MemoryContextDelete(GetMemoryChunkContext(next));
 		if (relay_producer == NULL)
 			ereport(ERROR,
@@ -218,14 +227,11 @@ relay_refresh_producer(bool reloaded)
 		outbox_slot_record_error(relay_slot,
 								 psprintf("new Kafka producer configuration refused, keeping the last good one: %s",
 										  detail));
-		if (refused == NULL || strcmp(refused, next->signature) != 0)
-		{
+		if (new_refusal)
 			ereport(LOG,
 					(errmsg("%s: new Kafka producer configuration refused, keeping the last good one",
 							relay_label),
 					 errdetail("%s", detail)));
-			refused = MemoryContextStrdup(relay_cxt, next->signature);
-		}
 		/* a fatal error still needs a new producer: from the last good one */
 		if (!fatal)
 			return;
