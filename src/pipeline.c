@@ -8,8 +8,10 @@
  *	1. unless outbox.paused has a row, is read in id order in its own short
  *	   transaction, skipping events not yet due for a retry and every later
  *	   event of a (topic, key) that has an earlier event waiting for a retry;
- *	2. WAL is flushed up to what was read, so Kafka never holds an event
- *	   whose commit record a crash could still lose (synchronous_commit off);
+ *	2. WAL is flushed up to the commit records of the transactions that
+ *	   wrote what was read, so Kafka never holds an event whose commit a
+ *	   crash could still lose (synchronous_commit off), and nothing else:
+ *	   the relay never waits for other transactions' WAL;
  *	3. it is produced;
  *	4. its delivery reports are served as they come (outbox_kafka_serve, in
  *	   the relay's own thread);
@@ -61,8 +63,9 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
+#include "access/xact.h"
 #include "access/xlog.h"
-#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -102,6 +105,7 @@ struct RelayBatch
 	int			outstanding;	/* produced, delivery report not yet served */
 	int64		from;			/* the read started above this id */
 	int64		final;			/* ids up to this were final at the read */
+	XLogRecPtr	commit_lsn;		/* flush this before producing */
 };
 
 static RelayBatch batches[PIPELINE_DEPTH];
@@ -130,8 +134,10 @@ static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr last_id_plan = NULL;
 static SPIPlanPtr retry_floor_plan = NULL;
 
+/* the message's columns, then the xid that inserted the row */
+#define READ_COL_XMIN MSG_NCOLUMNS
 static const char *const read_sql =
-"SELECT " OUTBOX_MESSAGE_COLUMNS
+"SELECT " OUTBOX_MESSAGE_COLUMNS ", e.xmin"
 "  FROM outbox.events e"
 " WHERE e.id > $2"
 "   AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= pg_catalog.now())"
@@ -222,35 +228,35 @@ outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err,
 }
 
 /*
- * The end of the WAL inserted so far, a position XLogFlush() accepts.
- * GetXLogInsertRecPtr() gives the next insert position, which at a page
- * boundary lies past the header of a page not written yet; step back over
- * that header (PostgreSQL 17 has GetXLogInsertEndRecPtr() for this).
+ * The WAL a batch needs on disk before Kafka may have it: the commit records
+ * of the transactions that inserted its rows.  TransactionIdGetCommitLSN()
+ * gives, for an asynchronous commit, a position at or past its commit
+ * record (the commit log keeps one per group of transactions, which the
+ * hint-bit code relies on the same way), and nothing newer than what a
+ * synchronous commit flushed before it became visible.  So a batch of rows
+ * whose publishers committed synchronously flushes nothing, and the relay
+ * never waits for the WAL of unrelated transactions, whatever the load.
+ * Rows written by any means are covered, not only by publish().
  */
 static XLogRecPtr
-pipeline_wal_end(void)
+pipeline_commit_lsn(TransactionId xmin)
 {
-#if PG_VERSION_NUM >= 170000
-	return GetXLogInsertEndRecPtr();
-#else
-	XLogRecPtr	ptr = GetXLogInsertRecPtr();
-
-	if (XLogSegmentOffset(ptr, wal_segment_size) == SizeOfXLogLongPHD)
-		ptr -= SizeOfXLogLongPHD;
-	else if (ptr % XLOG_BLCKSZ == SizeOfXLogShortPHD)
-		ptr -= SizeOfXLogShortPHD;
-	return ptr;
-#endif
+	if (!TransactionIdIsNormal(xmin))
+		return InvalidXLogRecPtr;
+	return TransactionIdGetCommitLSN(xmin);
 }
 
 /*
- * Make the WAL inserted so far durable: before producing what was read, and
- * by the relay before it goes idle (its own deletes commit without waiting).
+ * Make the relay's own recorded outcomes (deletes and retries, committed
+ * without waiting: synchronous_commit is off in the relay) durable.  Called
+ * after each produce, so the flush overlaps Kafka's round trip, which keeps
+ * what a crash can re-produce at the batches around the one in flight.
  */
-void
-outbox_pipeline_flush_wal(void)
+static void
+pipeline_flush_own(void)
 {
-	XLogFlush(pipeline_wal_end());
+	if (!XLogRecPtrIsInvalid(XactLastCommitEnd))
+		XLogFlush(XactLastCommitEnd);
 }
 
 /*
@@ -265,6 +271,7 @@ pipeline_read(RelayBatch *b, int64 from)
 	MemoryContext old;
 	uint64		i;
 	Size		bytes = 0;
+	TransactionId last_xmin = InvalidTransactionId;
 	int			ret;
 
 	Assert(from >= cursor);
@@ -272,6 +279,7 @@ pipeline_read(RelayBatch *b, int64 from)
 	b->n = 0;
 	b->outstanding = 0;
 	b->from = from;
+	b->commit_lsn = InvalidXLogRecPtr;
 
 	outbox_work_begin("reading outbox.events");
 	paused = outbox_status_paused();
@@ -310,10 +318,15 @@ pipeline_read(RelayBatch *b, int64 from)
 	for (i = 0; i < SPI_processed && bytes < (Size) outbox_batch_max_bytes; i++)
 	{
 		RelayEvent *ev = &b->events[b->n++];
-		Datum		values[MSG_NCOLUMNS];
-		bool		nulls[MSG_NCOLUMNS];
+		Datum		values[MSG_NCOLUMNS + 1];
+		bool		nulls[MSG_NCOLUMNS + 1];
+		TransactionId xmin;
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		xmin = DatumGetTransactionId(values[READ_COL_XMIN]);
+		if (i == 0 || xmin != last_xmin)
+			b->commit_lsn = Max(b->commit_lsn, pipeline_commit_lsn(xmin));
+		last_xmin = xmin;
 		ev->batch = b;
 		ev->id = DatumGetInt64(values[MSG_COL_ID]);
 		ev->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
@@ -512,9 +525,11 @@ pipeline_read_and_produce(OutboxProducer *producer)
 		return false;
 	}
 	/* no phantom events: what we read must be durable before Kafka has it */
-	outbox_pipeline_flush_wal();
+	if (!XLogRecPtrIsInvalid(b->commit_lsn))
+		XLogFlush(b->commit_lsn);
 	flight[nflight++] = b;
 	pipeline_produce(producer, b);
+	pipeline_flush_own();
 	return true;
 }
 

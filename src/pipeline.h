@@ -27,7 +27,6 @@ extern void outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
 								 const char *default_source);
 extern OutboxPassResult outbox_pipeline_pass(OutboxProducer *producer,
 											 bool hold, bool woken);
-extern void outbox_pipeline_flush_wal(void);
 extern bool outbox_pipeline_busy(void);
 extern bool outbox_pipeline_paused(void);
 extern int64 outbox_pipeline_cursor(void);

@@ -449,15 +449,7 @@ outbox_relay_main(Datum main_arg)
 		}
 
 		if (result == OUTBOX_PASS_IDLE)
-		{
-			/*
-			 * Going idle: make the relay's own deletes durable now, so that
-			 * the flush before the next batch has nothing of ours to wait for
-			 * when the next event comes.
-			 */
-			outbox_pipeline_flush_wal();
 			pgstat_report_stat(true);
-		}
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							   outbox_kafka_event_fd(relay_producer),

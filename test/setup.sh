@@ -3,7 +3,8 @@
 # a fresh Debian 12 machine (as root), then builds and installs the extension
 # and the test Kafka broker with warnings as errors.  PG_CONFIG (default:
 # pg_config on PATH) chooses the PostgreSQL to build and install for; it is
-# exported for what runs after.
+# exported for what runs after.  OUTBOX_EXTRA_PACKAGES names more packages to
+# install (the benchmark's peers).
 set -euo pipefail
 
 PG_CONFIG=${PG_CONFIG:-pg_config}
@@ -11,7 +12,7 @@ export PG_CONFIG
 
 OUTBOX_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev
     kcat libipc-run-perl libjson-pp-perl python3 python3-kafka python3-confluent-kafka
-    python3-psycopg2"
+    python3-psycopg2 ${OUTBOX_EXTRA_PACKAGES:-}"
 
 if [ "$(id -u)" != 0 ]; then
     echo "run this as root: it installs packages and runs PostgreSQL as the postgres user" >&2

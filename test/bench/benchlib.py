@@ -56,6 +56,20 @@ def key_of(i):
     return str(i % NKEYS)
 
 
+def producer_config(bootstrap, client_id):
+    """The relay's producer settings (src/kafka.c), for every producer the
+    benchmarks compare with it."""
+    return {
+        'bootstrap.servers': bootstrap,
+        'client.id': client_id,
+        'acks': 'all',
+        'enable.idempotence': True,
+        'linger.ms': 1,
+        'message.timeout.ms': 30000,
+        'partitioner': 'murmur2_random',
+    }
+
+
 def consumer_config(bootstrap, group):
     """Settings of every benchmark consumer.  librdkafka's mock cluster
     answers a Fetch only when fetch.wait.max.ms expires, hence 1 ms."""

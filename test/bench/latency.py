@@ -19,7 +19,13 @@ sustained load, with --publishers and --sample).
         and CloudEvents headers) at the same rate; the clock starts right
         before produce() is called.
 
-In both, a consumer in a separate process (latency.py consume: confluent-
+  latency.py run --mode pgq|logical ...   the peers of section 10: as
+        outbox mode, publishing with pgq.insert_event() or
+        pg_logical_emit_message() (see peer_drain.py), the event id made
+        here; the peer's relay (pgq_relay.py, logical_relay.py) is started
+        by run_bench.sh.
+
+In all modes, a consumer in a separate process (latency.py consume: confluent-
 kafka, fetch.wait.max.ms=1, all partitions of a fresh topic assigned from
 the beginning, poll() one message at a time) stamps each message with
 time.time() when poll() returns it, by its ce_id header.  Before the timed
@@ -30,7 +36,8 @@ Prints one JSON object: sent, received, lost (sent but never received
 within --grace s of the end), duplicates, unexpected, achieved rate, and the
 latency percentiles in ms (nearest rank): p50 p90 p99 p99.9 max mean, the
 number of events slower than 100 ms (over_100ms); for
-outbox also the publish+COMMIT round trip seen by the client (p50, p99).
+the database modes also the publish+COMMIT round trip seen by the client
+(p50, p99).
 
 --sample S (outbox): every S s of the timed part, and at its end, a sample
 of the relay process and the table: events published so far, the relay's pid
@@ -55,7 +62,7 @@ import time
 import uuid
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
-from benchlib import (consumer_config, header, key_of, payload_json,
+from benchlib import (consumer_config, header, producer_config, key_of, payload_json,
                       percentile, process_cpu_s, process_memory_kb, relay_pid,
                       wait_partitions)
 
@@ -146,18 +153,43 @@ class OutboxPublisher:
         return 0
 
 
+class PeerPublisher:
+    """Publishing for the peers of section 10: one event per transaction,
+    the event id made here (the peer relay sends it as ce_id)."""
+
+    SQL = {
+        'pgq': "SELECT pgq.insert_event('bench', %(t)s, %(p)s, %(k)s, %(e)s, NULL, NULL)",
+        'logical': "SELECT pg_logical_emit_message(true, %(t)s,"
+                   " %(e)s || E'\\n' || %(k)s || E'\\n' || %(p)s)",
+    }
+
+    def __init__(self, mode, dsn, topic):
+        import psycopg2
+        self.conn = psycopg2.connect(dsn)
+        self.conn.autocommit = False
+        self.cur = self.conn.cursor()
+        self.sql = self.SQL[mode]
+        self.topic = topic
+        self.rtt = []
+
+    def send(self, i, key):
+        eid = str(uuid.uuid4())
+        t_start = time.time()
+        self.cur.execute(self.sql, {'t': self.topic, 'p': payload_json(i), 'k': key, 'e': eid})
+        self.conn.commit()
+        t = time.time()
+        self.rtt.append(t - t_start)
+        return eid, t
+
+    def finish(self):
+        self.conn.close()
+        return 0
+
+
 class BarePublisher:
     def __init__(self, bootstrap, topic):
         from confluent_kafka import Producer
-        self.p = Producer({
-            'bootstrap.servers': bootstrap,
-            'client.id': 'bench-bare',
-            'acks': 'all',
-            'enable.idempotence': True,
-            'linger.ms': 1,
-            'message.timeout.ms': 30000,
-            'partitioner': 'murmur2_random',
-        })
+        self.p = Producer(producer_config(bootstrap, 'bench-bare'))
         self.topic = topic
         self.failed = 0
         self.rtt = []
@@ -312,7 +344,8 @@ def run(a):
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         pubs = [OutboxPublisher(a.dsn, a.topic) if a.mode == 'outbox'
-                else BarePublisher(a.bootstrap, a.topic) for _ in range(a.publishers)]
+                else BarePublisher(a.bootstrap, a.topic) if a.mode == 'bare'
+                else PeerPublisher(a.mode, a.dsn, a.topic) for _ in range(a.publishers)]
         pub = pubs[0]
 
         # warm-up: until the consumer sees one
@@ -383,7 +416,7 @@ def run(a):
         'latency_ms': summarize(lat),
         'over_100ms': sum(1 for x in lat if x > 0.1),
     }
-    if a.mode == 'outbox':
+    if a.mode != 'bare':
         result['commit_rtt_ms'] = summarize([x for p in pubs for x in p.rtt])
     if sampler:
         result['samples'] = sampler.samples
@@ -396,7 +429,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run')
-    r.add_argument('--mode', choices=('outbox', 'bare'), required=True)
+    r.add_argument('--mode', choices=('outbox', 'bare', 'pgq', 'logical'), required=True)
     r.add_argument('--bootstrap', required=True)
     r.add_argument('--dsn', help='libpq connection string (outbox mode)')
     r.add_argument('--topic', required=True)
@@ -415,8 +448,8 @@ def main():
     a = ap.parse_args()
     if a.cmd == 'consume':
         return consume(a)
-    if a.mode == 'outbox' and not a.dsn:
-        ap.error('--dsn is needed with --mode outbox')
+    if a.mode != 'bare' and not a.dsn:
+        ap.error('--dsn is needed with --mode %s' % a.mode)
     if a.sample and a.mode != 'outbox':
         ap.error('--sample needs --mode outbox')
     return run(a)

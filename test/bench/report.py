@@ -617,6 +617,84 @@ def report_outage(d, failures, logged):
     print()
 
 
+# ---- 10. peers
+
+PEERS = (('outbox', 'outbox'), ('pgq', 'PgQ relay (pgqd + Python)'),
+         ('logical', 'logical decoding relay (Python)'))
+
+
+def report_peers(d, failures, logged):
+    drains = {s: load(d, 'peer_drain_' + s) for s, _ in PEERS}
+    bare = load(d, 'peer_drain_bare')
+    rows = []
+    for s, label in PEERS:
+        r = drains[s]
+        errs = note_errors(d, 'peer_drain_' + s, 'peer drain ' + s, logged)
+        if r is None:
+            failures.append('peer drain %s left no result' % s)
+            rows.append([label] + ['-'] * 7)
+            continue
+        c = r['check']
+        ok = topic_accounted(c, r['events'])
+        if not ok:
+            failures.append('topic of peer drain %s: broker appended %s, read %s (%s distinct); '
+                            'expected %s' % (s, c['high_watermark_total'], c['messages'],
+                                             c['distinct_ce_id'], r['events']))
+        rows.append([label, fmt(r['events']), fmt(r['seconds'], 2), fmt(r['events_per_s'], 0),
+                     ratio(drains['outbox'] and drains['outbox']['events_per_s'], r['events_per_s']),
+                     fmt(r['cpu_us_per_event'], 1),
+                     fmt(len(errs)) if errs is not None else '-', 'ok' if ok else 'FAIL'])
+    if bare is None:
+        failures.append('the ceiling run left no result')
+    else:
+        ok = topic_accounted(bare['topic_check'], bare['events'])
+        if not ok:
+            failures.append('topic of the ceiling run: not every event appended once')
+        rows.append(['ceiling: bare C producer, continuous', fmt(bare['events']),
+                     fmt(bare['seconds'], 2), fmt(bare['events_per_s'], 0),
+                     ratio(drains['outbox'] and drains['outbox']['events_per_s'],
+                           bare['events_per_s']), '-', '-', 'ok' if ok else 'FAIL'])
+    table('10a. Drain of a backlog, outbox and its peers (6 partitions)',
+          ['relay', 'events', 'clock s', 'events/s', 'outbox / this', 'CPU us/event',
+           'log ERRORs', 'check'], rows)
+    print('   Backlog published while the relay was stopped (transactions of 10000); clock from')
+    print('   starting the relay until the topic\'s high watermarks reach the backlog (Kafka holds')
+    print('   it all).  CPU: utime+stime of every relaying process over the drain / events:')
+    print('   outbox: its relay; PgQ: pgq_relay.py, its session, pgqd and its sessions; logical:')
+    print('   logical_relay.py and its walsender.  Ceiling: test/bench/bare_producer.c, no')
+    print('   database, librdkafka defaults (linger.ms=5), no flush until the end.')
+    print()
+
+    rows = []
+    for load_name in ('idle', 'load'):
+        runs = {s: load(d, 'peer_latency_%s_%s' % (load_name, s)) for s, _ in PEERS}
+        for s, label in PEERS:
+            r = runs[s]
+            errs = note_errors(d, 'peer_latency_%s_%s' % (load_name, s),
+                               'peer latency %s %s' % (load_name, s), logged)
+            if r is None:
+                failures.append('peer latency %s %s left no result' % (load_name, s))
+                continue
+            if r['lost'] or r['unexpected'] or r['producer_problems']:
+                failures.append('peer latency %s %s: %d lost, %d unexpected'
+                                % (load_name, s, r['lost'], r['unexpected']))
+            lat = r['latency_ms']
+            ld = runs['logical'] and runs['logical']['latency_ms']
+            rows.append([load_name, label, fmt(r['received']), fmt(lat['p50'], 2),
+                         fmt(lat['p90'], 2), fmt(lat['p99'], 2), fmt(lat['p99.9'], 2),
+                         fmt(lat['max'], 2), ratio(lat['p50'], ld and ld['p50']),
+                         ratio(lat['p99'], ld and ld['p99']),
+                         fmt(len(errs)) if errs is not None else '-'])
+    table('10b. Commit -> consumer latency, one event per transaction, ms',
+          ['machine', 'relay', 'received', 'p50', 'p90', 'p99', 'p99.9', 'max',
+           'p50 vs logical', 'p99 vs logical', 'log ERRORs'], rows)
+    print('   idle: nothing else runs.  load: pgbench (tpcb-like, its own tables in the same')
+    print('   database) runs meanwhile.  Clock from COMMIT returning to a confluent-kafka consumer')
+    print('   receiving the event (latency.py).  PgQ: pgqd ticks every 10 ms, the queue ticks at')
+    print('   any new event (ticker_max_lag 0), the consumer sleeps 5 ms when there is no batch.')
+    print()
+
+
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
@@ -733,6 +811,8 @@ def main():
         report_memory(d, failures, logged)
     if 9 in sections:
         report_outage(d, failures, logged)
+    if 10 in sections:
+        report_peers(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))

@@ -83,8 +83,25 @@
 #     with the failed-attempt count every 10 s, then brokers up and the
 #     backlog drained and counted (test/bench/outage_memory.py).  Not in the
 #     default sections (it takes BENCH_OUTAGE_SECONDS on its own).
+# 10. Peers, side by side on topics of 6 partitions: outbox; PgQ (Debian's
+#     postgresql-15-pgq3 and pgqd, ticking every 10 ms, with a Python
+#     consumer producing each batch to Kafka: test/bench/pgq_relay.py); a
+#     logical-decoding relay (pg_logical_emit_message in the publishing
+#     transaction, pgoutput streamed with psycopg2, produced with
+#     confluent-kafka, confirmed after Kafka acknowledged:
+#     test/bench/logical_relay.py); and the ceiling, the bare C producer
+#     producing continuously (librdkafka's default linger, no flush until
+#     the end).  (a) Drain of a BENCH_PEER_EVENTS backlog (default 1000000,
+#     transactions of 10000) until Kafka holds it all, with each relay's
+#     CPU per event (test/bench/peer_drain.py); (b) commit-to-consumer
+#     latency at BENCH_RATE events/s for BENCH_SECONDS s, one event per
+#     transaction, on an idle machine and (c) while pgbench runs its own
+#     write load (BENCH_PEER_LOAD_CLIENTS clients, default 4, tpcb-like on
+#     pgbench's tables in the same database) (test/bench/latency.py --mode
+#     outbox|pgq|logical).  The cluster runs with wal_level = logical for
+#     the logical relay's sake, whatever section runs.
 #
-# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8"; 4 and 7 take the
+# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10"; 4 and 7 take the
 # relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
 # minutes on 2 CPUs: 9 for 1 to 5, most of it filling and purging the
 # 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
@@ -123,6 +140,8 @@ if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
     export PATH="$(pg_config --bindir):$PATH"
     [ -x test/kafka_broker ] || make -s test/kafka_broker
 else
+    # section 10's peer
+    OUTBOX_EXTRA_PACKAGES="postgresql-15-pgq3 pgqd"
     source test/setup.sh
 fi
 
@@ -130,7 +149,7 @@ EVENTS=${BENCH_EVENTS:-1000000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
-SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8}
+SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10}
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
 PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2}
 SYNC_OFF=${BENCH_SYNC_OFF:-1}
@@ -148,6 +167,8 @@ MEM_EVENTS=${BENCH_MEMORY_EVENTS:-1000000}
 MEM_BIG=${BENCH_MEMORY_BIG:-200}
 OUTAGE_SECS=${BENCH_OUTAGE_SECONDS:-600}
 OUTAGE_EVENTS=${BENCH_OUTAGE_EVENTS:-100000}
+PEER_EVENTS=${BENCH_PEER_EVENTS:-1000000}
+PEER_LOAD_CLIENTS=${BENCH_PEER_LOAD_CLIENTS:-4}
 TX_SIZE=100
 want() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
 SYNC_FLAG=""
@@ -172,6 +193,7 @@ BROKER_PID=""
 
 cleanup() {
     local rc=$?
+    if [ -f "$WORK/pgqd.pid" ]; then kill "$(cat "$WORK/pgqd.pid")" 2>/dev/null || true; fi
     su postgres -c "pg_ctl -D $WORK/data -m fast stop" >/dev/null 2>&1 || true
     exec 3>&- || true
     if [ -n "$BROKER_PID" ]; then
@@ -232,6 +254,11 @@ for t in drain.single drain.fresh drain.small latency.outbox latency.bare \
          drain.xmin memory.small memory.big outage.memory; do
     broker_cmd "topic $t 4"
 done
+for s in outbox pgq logical bare; do
+    for t in peer.drain.$s peer.idle.$s peer.load.$s; do
+        broker_cmd "topic $t 6"
+    done
+done
 
 step "starting PostgreSQL (port $PORT, socket in $WORK)"
 su postgres -c "initdb -D $WORK/data -A trust" >/dev/null
@@ -241,6 +268,7 @@ outbox.kafka_brokers = '$BOOTSTRAP'
 port = $PORT
 unix_socket_directories = '$WORK'
 listen_addresses = ''
+wal_level = logical
 CONF
 su postgres -c "pg_ctl -D $WORK/data -l $WORK/postgres.log -w start" >/dev/null
 $PSQL -d postgres -qc "CREATE DATABASE bench"
@@ -457,6 +485,64 @@ log_errors outage_memory
 $PSQL -d bench -q -c "ALTER SYSTEM RESET outbox.kafka_properties" \
     -c "ALTER SYSTEM RESET outbox.retry_backoff_min" -c "ALTER SYSTEM RESET outbox.retry_backoff_max" \
     -c "ALTER SYSTEM RESET outbox.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+
+if want 10; then
+step "peers: setting up PgQ (pgqd ticking every 10 ms) and the logical slot"
+$PY $BENCH_DIR/peer_drain.py setup --dsn "$DSN"
+cat > "$WORK/pgqd.ini" <<INI
+[pgqd]
+base_connstr = host=$WORK port=$PORT user=postgres
+initial_database = bench
+database_list = bench
+logfile = $WORK/pgqd.log
+pidfile = $WORK/pgqd.pid
+ticker_period = 0.01
+INI
+chown postgres: "$WORK/pgqd.ini"
+su postgres -c "pgqd -d $WORK/pgqd.ini"
+for s in outbox pgq logical; do
+    step "peers: drain of $PEER_EVENTS events, $s"
+    prepare_phase
+    log_mark
+    timeout 1800 $PY $BENCH_DIR/peer_drain.py run --system $s --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
+        --topic peer.drain.$s --events "$PEER_EVENTS" > "$RES/peer_drain_$s.json"
+    log_errors "peer_drain_$s"
+done
+[ -x "$WORK/bare_producer" ] || cc -O2 -Wall -o "$WORK/bare_producer" $BENCH_DIR/bare_producer.c -lrdkafka
+step "peers: the ceiling, bare C producer producing $PEER_EVENTS events continuously"
+timeout 900 $PY $BENCH_DIR/drain_compare.py bare --binary "$WORK/bare_producer" \
+    --bootstrap "$BOOTSTRAP" --topic peer.drain.bare --events "$PEER_EVENTS" --linger default \
+    --flush-every 0 > "$RES/peer_drain_bare.json"
+su postgres -c "pgbench -i -q -s 10 -h $WORK -p $PORT bench" >/dev/null 2>&1
+for load in idle load; do
+    LOADER=""
+    if [ $load = load ]; then
+        su postgres -c "pgbench -n -c $PEER_LOAD_CLIENTS -j 2 -T $((SECS * 3 + 60)) -h $WORK -p $PORT bench" \
+            > "$WORK/pgbench_peers.log" 2>&1 &
+        LOADER=$!
+        sleep 2
+    fi
+    for s in outbox pgq logical; do
+        step "peers: latency ($load), $s, $RATE events/s for $SECS s"
+        PEER=""
+        if [ $s != outbox ]; then
+            coproc PEERP { exec $PY $BENCH_DIR/${s}_relay.py --dsn "$DSN" --bootstrap "$BOOTSTRAP"; }
+            read -r -t 60 HELLO <&"${PEERP[0]}"
+            PEER=$PEERP_PID
+        fi
+        log_mark
+        timeout 600 $PY $BENCH_DIR/latency.py run --mode $s --bootstrap "$BOOTSTRAP" --dsn "$DSN" \
+            --topic peer.$load.$s --rate "$RATE" --seconds "$SECS" > "$RES/peer_latency_${load}_$s.json"
+        log_errors "peer_latency_${load}_$s"
+        if [ -n "$PEER" ]; then
+            echo stop >&"${PEERP[1]}"
+            wait "$PEER"
+        fi
+    done
+    if [ -n "$LOADER" ]; then kill "$LOADER" 2>/dev/null || true; wait "$LOADER" 2>/dev/null || true; fi
+done
+kill "$(cat $WORK/pgqd.pid)" 2>/dev/null || true
 fi
 
 step "done"

@@ -73,19 +73,22 @@ cmp_ok($dups, '<=', 1000, 'duplicates at most the two batches in flight');
 # could lose the transaction while Kafka keeps the event.  The WAL writer is
 # made slow and every session of the database commits asynchronously (the
 # relay's own commits included, which would otherwise flush the WAL), so only
-# the relay's flush before producing can make the commit durable in time.
+# the relay's flush before producing (to the commit records of what it read)
+# can make the commit durable in time.
 is(broker_cmd($broker, 'rtt 1 0'), 'ok', 'broker latency back to 0');
 $node->append_conf('postgresql.conf', "wal_writer_delay = '10s'\nwal_writer_flush_after = '1GB'\n");
 $node->safe_psql('postgres', 'ALTER DATABASE postgres SET synchronous_commit = off');
 $node->restart;
 relay_pid();
-my $commit_lsn = $node->safe_psql('postgres', q{
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_walinspect');
+my $wal_start = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+my $xid = $node->safe_psql('postgres', q{
 SET synchronous_commit = off;
 BEGIN;
 INSERT INTO published (event_id, topic, k) SELECT outbox.publish('async', jsonb_build_object('i', g), key => 'a'), 'async', 'a'
   FROM generate_series(1, 5) g;
+SELECT txid_current();
 COMMIT;
-SELECT pg_current_wal_insert_lsn();
 });
 my $seen = [];
 for (1 .. 200)
@@ -95,7 +98,15 @@ for (1 .. 200)
 	select(undef, undef, undef, 0.05);
 }
 is(scalar(@$seen), 5, 'the asynchronously committed events reached Kafka');
-my $durable = $node->safe_psql('postgres', qq{SELECT pg_current_wal_flush_lsn() >= '$commit_lsn'::pg_lsn});
+# the end of that transaction's commit record, if it lies in the WAL flushed
+# by then (pg_walinspect reads only flushed WAL)
+my $flushed = $node->safe_psql('postgres', 'SELECT pg_current_wal_flush_lsn()');
+my $durable = 'f';
+$durable = $node->safe_psql('postgres', qq{
+SELECT coalesce(bool_or(end_lsn <= '$flushed'::pg_lsn), false)
+  FROM pg_get_wal_records_info('$wal_start', '$flushed')
+ WHERE xid = '$xid'::xid AND record_type = 'COMMIT'})
+  if $node->safe_psql('postgres', qq{SELECT '$flushed'::pg_lsn > '$wal_start'::pg_lsn}) eq 't';
 is($durable, 't', 'by then their commit was flushed: a crash could not lose them');
 $node->stop('immediate');
 $node->start;
