@@ -40,6 +40,7 @@ struct OutboxProducer
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *mainq;
 	int			pipe_fds[2];	/* [0] read by the relay, [1] librdkafka */
+	WaitEventSet *waits;		/* the latch, postmaster death, pipe_fds[0] */
 	OutboxDeliveryFn on_delivery;
 	void	   *arg;
 	bool		fatal;			/* idempotence broke: recreate the producer */
@@ -466,6 +467,16 @@ outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
 	rd_kafka_set_log_queue(producer->rk, NULL);
 	producer->mainq = rd_kafka_queue_get_main(producer->rk);
 	rd_kafka_queue_io_event_enable(producer->mainq, producer->pipe_fds[1], "k", 1);
+
+	/* one wait set for the producer's life: no epoll set made per wait */
+#if PG_VERSION_NUM >= 170000
+	producer->waits = CreateWaitEventSet(NULL, 3);
+#else
+	producer->waits = CreateWaitEventSet(TopMemoryContext, 3);
+#endif
+	AddWaitEventToSet(producer->waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(producer->waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(producer->waits, WL_SOCKET_READABLE, producer->pipe_fds[0], NULL, NULL);
 	return producer;
 }
 
@@ -484,6 +495,7 @@ outbox_kafka_destroy(OutboxProducer *producer)
 	rd_kafka_queue_io_event_enable(producer->mainq, -1, NULL, 0);
 	rd_kafka_queue_destroy(producer->mainq);
 	rd_kafka_destroy(producer->rk);
+	FreeWaitEventSet(producer->waits);
 	close(producer->pipe_fds[0]);
 	close(producer->pipe_fds[1]);
 	pfree(producer->label);
@@ -491,13 +503,21 @@ outbox_kafka_destroy(OutboxProducer *producer)
 }
 
 /*
- * The file descriptor that becomes readable when librdkafka has something
- * for the relay (delivery reports, errors, log lines).
+ * Wait up to timeout ms (-1: no limit) for the latch, or for librdkafka to
+ * have something for the relay (delivery reports, errors, log lines); exits
+ * if the postmaster dies.  Returns WL_LATCH_SET, WL_SOCKET_READABLE or
+ * WL_TIMEOUT; resets the latch when it was set.
  */
 int
-outbox_kafka_event_fd(OutboxProducer *producer)
+outbox_kafka_wait(OutboxProducer *producer, long timeout, uint32 wait_event_info)
 {
-	return producer->pipe_fds[0];
+	WaitEvent	ev;
+
+	if (WaitEventSetWait(producer->waits, timeout, &ev, 1, wait_event_info) == 0)
+		return WL_TIMEOUT;
+	if (ev.events & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	return ev.events;
 }
 
 /*
@@ -558,11 +578,7 @@ outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
 		 * queue's pipe and the latch, so that postmaster death ends the wait.
 		 */
 		outbox_kafka_serve(producer);
-		if (WaitLatchOrSocket(MyLatch,
-							  WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							  producer->pipe_fds[0], 100,
-							  outbox_wait_event(OUTBOX_WAIT_RELAY_QUEUE_FULL)) & WL_LATCH_SET)
-			ResetLatch(MyLatch);
+		(void) outbox_kafka_wait(producer, 100, outbox_wait_event(OUTBOX_WAIT_RELAY_QUEUE_FULL));
 		CHECK_FOR_INTERRUPTS();
 	}
 }

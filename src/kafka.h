@@ -66,7 +66,8 @@ extern OutboxProducer *outbox_kafka_create(const OutboxKafkaConfig *config,
 										   OutboxDeliveryFn on_delivery,
 										   void *arg);
 extern void outbox_kafka_destroy(OutboxProducer *producer);
-extern int	outbox_kafka_event_fd(OutboxProducer *producer);
+extern int	outbox_kafka_wait(OutboxProducer *producer, long timeout,
+							  uint32 wait_event_info);
 extern void outbox_kafka_serve(OutboxProducer *producer);
 extern rd_kafka_resp_err_t outbox_kafka_produce(OutboxProducer *producer,
 												const OutboxMessage *msg,

@@ -110,6 +110,18 @@ members_syscache_changed(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /*
+ * The extension whose objects passed the last check, while no catalog
+ * change since could matter (InvalidOid otherwise): DROP EXTENSION drops
+ * relations, so it resets this too.  Saves looking the extension up by
+ * name at every unit of work.
+ */
+Oid
+outbox_members_checked(void)
+{
+	return callbacks_registered ? checked_ext : InvalidOid;
+}
+
+/*
  * Check the extension's objects, unless nothing changed since the last
  * check passed; ERROR when one is not what the extension created.  In a
  * transaction, after its invalidation messages were taken in.

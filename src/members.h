@@ -10,6 +10,7 @@
 
 #include "postgres.h"
 
+extern Oid outbox_members_checked(void);
 extern void outbox_members_check(Oid extoid);
 
 #endif							/* OUTBOX_MEMBERS_H */

@@ -32,6 +32,11 @@
  * batch is already produced, later events of its key in that batch are in
  * Kafka before it.
  *
+ * Reading: while no event waits for a retry (the retry floor, below, is
+ * known to be none) every row is due, and a read is a scan of the primary
+ * key from the cursor, without the planner (scan.c); otherwise it is
+ * read_sql, whose rules need the planner.
+ *
  * The ordering rule (a later event of a key never overtakes an earlier one
  * waiting for a retry) is kept by three things together: the read skips
  * every event that has an earlier event of its key waiting (read_sql); the
@@ -66,19 +71,23 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "events.h"
 #include "horizon.h"
 #include "message.h"
 #include "outbox.h"
 #include "pipeline.h"
+#include "scan.h"
 #include "spiutil.h"
 #include "status.h"
 
@@ -102,6 +111,9 @@ struct RelayBatch
 	MemoryContext cxt;			/* holds the events, reset when reused */
 	RelayEvent *events;
 	int			n;
+	int			size;			/* events allocated */
+	Size		bytes;			/* of the messages built */
+	TransactionId last_xmin;	/* of the last row added */
 	int			outstanding;	/* produced, delivery report not yet served */
 	int64		from;			/* the read started above this id */
 	int64		final;			/* ids up to this were final at the read */
@@ -126,12 +138,14 @@ static bool paused = false;
  */
 static int64 cursor = 0;
 static int64 retry_floor = -1;
+
+/* the ends of the commit records of the last two recordings, newest last */
+static XLogRecPtr recorded_before_last = InvalidXLogRecPtr;
+static XLogRecPtr recorded_last = InvalidXLogRecPtr;
 static TimestampTz rescanned_at = 0;
 
 static SPIPlanPtr read_plan = NULL;
-static SPIPlanPtr delete_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
-static SPIPlanPtr last_id_plan = NULL;
 static SPIPlanPtr retry_floor_plan = NULL;
 
 /* the message's columns, then the xid that inserted the row */
@@ -145,20 +159,6 @@ static const char *const read_sql =
 "                    WHERE b.attempts > 0 AND b.topic = e.topic AND b.key = e.key"
 "                      AND b.id < e.id AND b.next_attempt_at > pg_catalog.now())"
 " ORDER BY e.id LIMIT $1";
-
-static const char *const delete_sql =
-"DELETE FROM outbox.events WHERE id = ANY ($1)";
-
-/*
- * The last id outbox.events_id_seq handed out (NULL before the first).
- * pg_sequence_last_value() reads the sequence tuple under its buffer lock;
- * a plain SELECT last_value FROM the sequence does not, and nextval() puts
- * the value it pre-logs (up to 32 ahead) into that tuple while it writes its
- * WAL record, so under WAL pressure a SELECT saw ids not handed out yet and
- * the horizon declared them final before their publishers had begun.
- */
-static const char *const last_id_sql =
-"SELECT pg_catalog.pg_sequence_last_value('outbox.events_id_seq'::pg_catalog.regclass)";
 
 /* the lowest id waiting for a retry, through the partial index on them */
 static const char *const retry_floor_sql =
@@ -248,57 +248,136 @@ pipeline_commit_lsn(TransactionId xmin)
 
 /*
  * Make the relay's own recorded outcomes (deletes and retries, committed
- * without waiting: synchronous_commit is off in the relay) durable.  Called
- * after each produce, so the flush overlaps Kafka's round trip, which keeps
- * what a crash can re-produce at the batches around the one in flight.
+ * without waiting: synchronous_commit is off in the relay) durable, all but
+ * the last recording.  Called after each produce, so the flush overlaps
+ * Kafka's round trip; what a crash can re-produce stays the batches in
+ * flight and the one recorded last.  Under a steady trickle the older
+ * recording is on disk already (the publishers' own commits flushed it), so
+ * this costs nothing.
  */
 static void
 pipeline_flush_own(void)
 {
-	if (!XLogRecPtrIsInvalid(XactLastCommitEnd))
-		XLogFlush(XactLastCommitEnd);
+	if (!XLogRecPtrIsInvalid(recorded_before_last))
+		XLogFlush(recorded_before_last);
 }
 
 /*
- * Step 1: read up to outbox.batch_size due events with ids above from, and
- * at most about outbox.batch_max_bytes of them, into b.
+ * The last id outbox.events_id_seq handed out (0 before the first), for a
+ * mark (horizon.c), from pg_sequence_last_value(), which reads the sequence
+ * tuple under its buffer lock.  A plain SELECT last_value FROM the sequence
+ * does not: nextval() puts the value it pre-logs (up to 32 ahead) into that
+ * tuple while it writes its WAL record, so under WAL pressure a SELECT saw
+ * ids not handed out yet and the horizon declared them final before their
+ * publishers had begun (test/t/010_horizon_stress.pl).
+ */
+static int64
+pipeline_last_id(void)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Oid			seqid = get_relname_relid("events_id_seq", get_namespace_oid("outbox", false));
+	Datum		last;
+
+	if (!OidIsValid(seqid))
+		elog(ERROR, "outbox relay: sequence outbox.events_id_seq does not exist");
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(seqid);
+	fcinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(fcinfo);
+	return fcinfo->isnull ? 0 : DatumGetInt64(last);
+}
+
+/*
+ * The lowest id waiting for a retry, in a unit of work.
  */
 static void
-pipeline_read(RelayBatch *b, int64 from)
+pipeline_learn_retry_floor(void)
+{
+	int64		floor = outbox_query_int8(&retry_floor_plan, retry_floor_sql);
+
+	retry_floor = floor < 0 ? PG_INT64_MAX : floor;
+}
+
+/*
+ * Append one row to b, building its message in b's memory.
+ */
+static void
+pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionId xmin)
+{
+	RelayEvent *ev;
+
+	if (b->n == b->size)
+	{
+		b->size = Max(16, b->size * 2);
+		b->events = b->events == NULL ? palloc(sizeof(RelayEvent) * b->size) :
+			repalloc(b->events, sizeof(RelayEvent) * b->size);
+	}
+	ev = &b->events[b->n];
+	if (b->n == 0 || xmin != b->last_xmin)
+		b->commit_lsn = Max(b->commit_lsn, pipeline_commit_lsn(xmin));
+	b->last_xmin = xmin;
+	ev->batch = b;
+	ev->id = DatumGetInt64(values[MSG_COL_ID]);
+	ev->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+	ev->maybe_persisted = false;
+	Assert(b->n == 0 || ev->id > b->events[b->n - 1].id);
+	outbox_message_build(&ev->msg, values, nulls, pipeline_default_source);
+	b->bytes += outbox_message_bytes(&ev->msg);
+	b->n++;
+}
+
+/* b holds as many events as a batch may */
+static bool
+pipeline_full(RelayBatch *b)
+{
+	return b->n >= outbox_batch_size || b->bytes >= (Size) outbox_batch_max_bytes;
+}
+
+/*
+ * The read while no event waits for a retry: the rows above from in id
+ * order, straight from the primary key (scan.c).  Every row is due then,
+ * unless one for a retry appeared since the retry floor was learned (it can
+ * only come from this relay's own recording, so not normally): the batch
+ * stops before it, and the retry floor is to be found again, which sends
+ * the next reads through read_sql and its rules.
+ */
+static void
+pipeline_read_scan(RelayBatch *b, int64 from)
+{
+	OutboxEventScan *scan = outbox_scan_begin(from);
+	Datum	   *values;
+	bool	   *nulls;
+	TransactionId xmin;
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+	StaticAssertStmt(MSG_COL_ID == EV_ID - 1 && MSG_COL_CREATED_AT == EV_CREATED_AT - 1,
+					 "a message's columns are the first columns of outbox.events");
+	while (!pipeline_full(b) && outbox_scan_next(scan, &values, &nulls, &xmin))
+	{
+		if (DatumGetInt32(values[EV_ATTEMPTS - 1]) != 0 || !nulls[EV_NEXT_ATTEMPT_AT - 1])
+		{
+			retry_floor = -1;
+			break;
+		}
+		pipeline_add(b, values, nulls, xmin);
+	}
+	MemoryContextSwitchTo(old);
+	outbox_scan_end(scan);
+}
+
+/*
+ * The read while retries are pending: read_sql, which skips events not yet
+ * due and later events of a key that has one waiting.
+ */
+static void
+pipeline_read_sql(RelayBatch *b, int64 from)
 {
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	MemoryContext old;
 	uint64		i;
-	Size		bytes = 0;
-	TransactionId last_xmin = InvalidTransactionId;
 	int			ret;
 
-	Assert(from >= cursor);
-	MemoryContextReset(b->cxt);
-	b->n = 0;
-	b->outstanding = 0;
-	b->from = from;
-	b->commit_lsn = InvalidXLogRecPtr;
-
-	outbox_work_begin("reading outbox.events");
-	paused = outbox_status_paused();
-	if (paused)
-	{
-		outbox_work_end();
-		return;
-	}
-	if (outbox_horizon_mark_wanted())
-		outbox_horizon_mark(MyDatabaseId, outbox_query_int8(&last_id_plan, last_id_sql));
-
-	/*
-	 * What is final now (a mark taken just above is final at once when no
-	 * publisher was in the middle of a transaction), then a new snapshot for
-	 * the read, so that every row up to that id is in it.
-	 */
-	b->final = outbox_horizon_final();
-	PopActiveSnapshot();
-	PushActiveSnapshot(GetTransactionSnapshot());
 	args[0] = Int32GetDatum(outbox_batch_size);
 	args[1] = Int64GetDatum(from);
 	ret = SPI_execute_plan(outbox_plan(&read_plan, read_sql, 2, argtypes,
@@ -309,32 +388,64 @@ pipeline_read(RelayBatch *b, int64 from)
 			 SPI_result_code_string(ret));
 
 	/*
-	 * Build messages until outbox.batch_max_bytes is reached; the rows read
-	 * past that are left for the next pass.  The SPI result holds large
-	 * payloads as TOAST pointers, so only what is built takes memory.
+	 * The SPI result holds large payloads as TOAST pointers, so only what is
+	 * built takes memory.
 	 */
 	old = MemoryContextSwitchTo(b->cxt);
-	b->events = palloc0(sizeof(RelayEvent) * Max(SPI_processed, 1));
-	for (i = 0; i < SPI_processed && bytes < (Size) outbox_batch_max_bytes; i++)
+	for (i = 0; i < SPI_processed && !pipeline_full(b); i++)
 	{
-		RelayEvent *ev = &b->events[b->n++];
 		Datum		values[MSG_NCOLUMNS + 1];
 		bool		nulls[MSG_NCOLUMNS + 1];
-		TransactionId xmin;
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
-		xmin = DatumGetTransactionId(values[READ_COL_XMIN]);
-		if (i == 0 || xmin != last_xmin)
-			b->commit_lsn = Max(b->commit_lsn, pipeline_commit_lsn(xmin));
-		last_xmin = xmin;
-		ev->batch = b;
-		ev->id = DatumGetInt64(values[MSG_COL_ID]);
-		ev->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-		Assert(i == 0 || ev->id > b->events[i - 1].id);
-		outbox_message_build(&ev->msg, values, nulls, pipeline_default_source);
-		bytes += outbox_message_bytes(&ev->msg);
+		pipeline_add(b, values, nulls, DatumGetTransactionId(values[READ_COL_XMIN]));
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Step 1: read up to outbox.batch_size due events with ids above from, and
+ * at most about outbox.batch_max_bytes of them, into b; the rows past that
+ * are left for the next pass.
+ */
+static void
+pipeline_read(RelayBatch *b, int64 from)
+{
+	Assert(from >= cursor);
+	MemoryContextReset(b->cxt);
+	b->events = NULL;
+	b->size = 0;
+	b->n = 0;
+	b->bytes = 0;
+	b->outstanding = 0;
+	b->from = from;
+	b->commit_lsn = InvalidXLogRecPtr;
+	b->last_xmin = InvalidTransactionId;
+
+	outbox_work_begin("reading outbox.events");
+	paused = outbox_status_paused();
+	if (paused)
+	{
+		outbox_work_end();
+		return;
+	}
+	if (outbox_horizon_mark_wanted())
+		outbox_horizon_mark(MyDatabaseId, pipeline_last_id());
+
+	/*
+	 * What is final now (a mark taken just above is final at once when no
+	 * publisher was in the middle of a transaction), then a new snapshot for
+	 * the read, so that every row up to that id is in it.
+	 */
+	b->final = outbox_horizon_final();
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (retry_floor < 0)
+		pipeline_learn_retry_floor();
+	if (retry_floor == PG_INT64_MAX)
+		pipeline_read_scan(b, from);
+	else
+		pipeline_read_sql(b, from);
 	outbox_work_end();
 }
 
@@ -406,18 +517,7 @@ pipeline_record(RelayBatch *b)
 		}
 	}
 	if (nok > 0)
-	{
-		Datum		arg = PointerGetDatum(construct_array(ok_ids, nok, INT8OID, 8, true, TYPALIGN_DOUBLE));
-		Oid			argtypes[1] = {INT8ARRAYOID};
-		int			ret;
-
-		ret = SPI_execute_plan(outbox_plan(&delete_plan, delete_sql, 1, argtypes,
-										   CURSOR_OPT_CUSTOM_PLAN),
-							   &arg, NULL, false, 0);
-		if (ret != SPI_OK_DELETE)
-			elog(ERROR, "outbox relay: deleting delivered events failed: %s",
-				 SPI_result_code_string(ret));
-	}
+		(void) outbox_scan_delete(ok_ids, nok);
 	if (nbad > 0)
 	{
 		Datum		args[7];
@@ -448,11 +548,7 @@ pipeline_record(RelayBatch *b)
 	}
 	/* retries are rare: look for them only when some may exist */
 	if (nbad > 0 || retry_floor != PG_INT64_MAX)
-	{
-		int64		floor = outbox_query_int8(&retry_floor_plan, retry_floor_sql);
-
-		retry_floor = floor < 0 ? PG_INT64_MAX : floor;
-	}
+		pipeline_learn_retry_floor();
 	outbox_work_end();
 	outbox_slot_count(pipeline_slot, nok, nbad, dead, 0);
 
@@ -545,6 +641,8 @@ pipeline_record_oldest(void)
 	int64		before PG_USED_FOR_ASSERTS_ONLY = cursor;
 
 	pipeline_record(b);
+	recorded_before_last = recorded_last;
+	recorded_last = XactLastCommitEnd;
 	if (b->from <= cursor)
 		cursor = Max(cursor, Min(Min(b->events[b->n - 1].id, b->final),
 								 retry_floor - 1));

@@ -42,30 +42,11 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "events.h"
 #include "horizon.h"
 #include "outbox.h"
 #include "message.h"
 #include "shmem.h"
-
-/* Attribute numbers of outbox.events, as created by the install script */
-enum
-{
-	EV_ID = 1,
-	EV_EVENT_ID,
-	EV_TOPIC,
-	EV_KEY,
-	EV_PAYLOAD,
-	EV_HEADERS,
-	EV_EVENT_TYPE,
-	EV_SOURCE,
-	EV_TRACEPARENT,
-	EV_CONTENT_TYPE,
-	EV_CREATED_AT,
-	EV_ATTEMPTS,
-	EV_NEXT_ATTEMPT_AT,
-	EV_LAST_ERROR,
-	EV_NATTS = EV_LAST_ERROR
-};
 
 /* Longest Kafka topic name */
 #define OUTBOX_MAX_TOPIC_LEN 249

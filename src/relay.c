@@ -450,15 +450,10 @@ outbox_relay_main(Datum main_arg)
 
 		if (result == OUTBOX_PASS_IDLE)
 			pgstat_report_stat(true);
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							   outbox_kafka_event_fd(relay_producer),
-							   relay_sleep_ms(result),
+		rc = outbox_kafka_wait(relay_producer, relay_sleep_ms(result),
 							   outbox_wait_event(result == OUTBOX_PASS_WAITING ?
 												 OUTBOX_WAIT_RELAY_DELIVERY :
 												 OUTBOX_WAIT_RELAY_IDLE));
 		woken = (rc & (WL_LATCH_SET | WL_TIMEOUT)) != 0;
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
 	}
 }

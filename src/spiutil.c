@@ -92,6 +92,9 @@ outbox_work_begin(const char *activity)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
 
+	extoid = outbox_members_checked();
+	if (OidIsValid(extoid))
+		return;
 	extoid = get_extension_oid("outbox", true);
 	if (!OidIsValid(extoid))
 	{

@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -27,6 +29,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "outbox.h"
@@ -40,7 +43,6 @@
 
 PG_FUNCTION_INFO_V1(outbox_relay_stats);
 
-static SPIPlanPtr paused_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
 static TimestampTz last_refresh = 0;
 
@@ -55,23 +57,30 @@ static long last_refresh_cost_ms = 0;
 static uint64 delivered_at_last_refresh = 0;
 
 /*
- * Is this database's relay paused?  Caller has SPI connected.
+ * Is this database's relay paused: has outbox.paused a row?  Read with a
+ * plain heap scan under the active snapshot (the table holds one row at
+ * most, and the relay asks at every read).
  */
 bool
 outbox_status_paused(void)
 {
 	Oid			nsp = get_namespace_oid("outbox", true);
-	int			ret;
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("paused", nsp) : InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found;
 
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("paused", nsp)))
+	if (!OidIsValid(relid))
 		return false;
-	ret = SPI_execute_plan(outbox_plan(&paused_plan, "SELECT 1 FROM outbox.paused LIMIT 1",
-									   0, NULL, 0),
-						   NULL, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "outbox relay: reading outbox.paused failed: %s",
-			 SPI_result_code_string(ret));
-	return SPI_processed > 0;
+	rel = table_open(relid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 /*

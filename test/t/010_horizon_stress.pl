@@ -11,9 +11,10 @@
 # relay believes the sequence handed out.  A plain SELECT of the sequence's
 # last_value reads the tuple after releasing the buffer lock, and nextval()
 # rewrites that tuple in place, for the length of its XLogInsert(), with the
-# value it pre-logs, 32 ahead (see last_id_sql in pipeline.c).  Taken as a
-# mark, such a value makes final ids that transactions not yet publishing will
-# take, and the cursor moves past them while they are uncommitted.  The race
+# value it pre-logs, 32 ahead (see pipeline_last_id() in pipeline.c).
+# Taken as a mark, such a value makes final ids that transactions not yet
+# publishing will take, and the cursor moves past them while they are
+# uncommitted.  The race
 # needs a nextval() that logs to take the lock in the few instructions between
 # the scan's release of the lock and its reading of the columns, and its WAL
 # insertion to be slow; to see it in seconds rather than hours:
@@ -28,9 +29,9 @@
 #    milliseconds longer (three events with pauses between), among others
 #    that publish one event and commit.
 # With the relay reading SELECT last_value (the code before 1.2) this failed
-# every run here (2 CPUs: 15 of 15 on that code, and 8 of 8 with only
-# last_id_sql reverted in today's); the ids left behind were a few of the 32
-# above the id the relay read, of transactions whose later events were
+# every run here (2 CPUs: 15 of 15 on that code, and 8 of 8 on 1.2's first
+# code with only that read put back); the ids left behind were a few of the
+# 32 above the id the relay read, of transactions whose later events were
 # delivered on time.  With pg_sequence_last_value() it passed 13 of 13.
 use strict;
 use warnings FATAL => 'all';
