@@ -162,6 +162,17 @@ message_add_header(OutboxMessage *msg, const char *name, const char *value,
 	h->value_len = len;
 }
 
+/* n as exactly width decimal digits, zero-padded (0 <= n < 10^width) */
+static void
+message_digits(char *out, int n, int width)
+{
+	while (width-- > 0)
+	{
+		out[width] = '0' + n % 10;
+		n /= 10;
+	}
+}
+
 /*
  * ce_time: the event's creation time in RFC 3339, UTC, microseconds.
  */
@@ -171,11 +182,32 @@ message_rfc3339(TimestampTz ts)
 	struct pg_tm tm;
 	fsec_t		fsec;
 
+	char	   *buf;
+
 	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		return pstrdup("1970-01-01T00:00:00Z");
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-					tm.tm_year, tm.tm_mon, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+	if (tm.tm_year < 0 || tm.tm_year > 9999)
+		return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+						tm.tm_year, tm.tm_mon, tm.tm_mday,
+						tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+	/* the common case without vsnprintf: it is built for every message */
+	buf = palloc(sizeof("YYYY-MM-DDTHH:MM:SS.ffffffZ"));
+	message_digits(buf, tm.tm_year, 4);
+	buf[4] = '-';
+	message_digits(buf + 5, tm.tm_mon, 2);
+	buf[7] = '-';
+	message_digits(buf + 8, tm.tm_mday, 2);
+	buf[10] = 'T';
+	message_digits(buf + 11, tm.tm_hour, 2);
+	buf[13] = ':';
+	message_digits(buf + 14, tm.tm_min, 2);
+	buf[16] = ':';
+	message_digits(buf + 17, tm.tm_sec, 2);
+	buf[19] = '.';
+	message_digits(buf + 20, (int) fsec, 6);
+	buf[26] = 'Z';
+	buf[27] = '\0';
+	return buf;
 }
 
 /* outbox_headers_walk callback: append a caller's header, as UTF-8 */

@@ -138,10 +138,6 @@ static bool paused = false;
  */
 static int64 cursor = 0;
 static int64 retry_floor = -1;
-
-/* the ends of the commit records of the last two recordings, newest last */
-static XLogRecPtr recorded_before_last = InvalidXLogRecPtr;
-static XLogRecPtr recorded_last = InvalidXLogRecPtr;
 static TimestampTz rescanned_at = 0;
 
 static SPIPlanPtr read_plan = NULL;
@@ -248,18 +244,16 @@ pipeline_commit_lsn(TransactionId xmin)
 
 /*
  * Make the relay's own recorded outcomes (deletes and retries, committed
- * without waiting: synchronous_commit is off in the relay) durable, all but
- * the last recording.  Called after each produce, so the flush overlaps
- * Kafka's round trip; what a crash can re-produce stays the batches in
- * flight and the one recorded last.  Under a steady trickle the older
- * recording is on disk already (the publishers' own commits flushed it), so
- * this costs nothing.
+ * without waiting: synchronous_commit is off in the relay) durable.  Called
+ * after each produce, so the flush overlaps Kafka's round trip, and what a
+ * crash can re-produce stays the two batches in flight: the batch recorded
+ * next is in flight now.
  */
 static void
 pipeline_flush_own(void)
 {
-	if (!XLogRecPtrIsInvalid(recorded_before_last))
-		XLogFlush(recorded_before_last);
+	if (!XLogRecPtrIsInvalid(XactLastCommitEnd))
+		XLogFlush(XactLastCommitEnd);
 }
 
 /*
@@ -641,8 +635,6 @@ pipeline_record_oldest(void)
 	int64		before PG_USED_FOR_ASSERTS_ONLY = cursor;
 
 	pipeline_record(b);
-	recorded_before_last = recorded_last;
-	recorded_last = XactLastCommitEnd;
 	if (b->from <= cursor)
 		cursor = Max(cursor, Min(Min(b->events[b->n - 1].id, b->final),
 								 retry_floor - 1));
