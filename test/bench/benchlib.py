@@ -64,7 +64,7 @@ def producer_config(bootstrap, client_id):
         'client.id': client_id,
         'acks': 'all',
         'enable.idempotence': True,
-        'linger.ms': 1,
+        'linger.ms': 0,
         'message.timeout.ms': 30000,
         'partitioner': 'murmur2_random',
     }

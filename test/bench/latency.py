@@ -14,7 +14,7 @@ sustained load, with --publishers and --sample).
         due and publishes it; one session alone cannot keep a high rate,
         waiting ~0.5 ms for the WAL flush at each COMMIT.
   latency.py run --mode bare ...     a confluent-kafka producer with the
-        relay's settings (acks=all, enable.idempotence=true, linger.ms=1,
+        relay's settings (acks=all, enable.idempotence=true, linger.ms=0,
         murmur2_random) produces the same events (same payload bytes, key
         and CloudEvents headers) at the same rate; the clock starts right
         before produce() is called.

@@ -28,7 +28,10 @@ of every process that relays: outbox's relay worker; pgq_relay.py, its
 database session, pgqd and pgqd's sessions; logical_relay.py and its
 walsender.
 
-Prints one JSON object: system, events, seconds, events_per_s,
+--id-only: the peer sends only ce_id, not the other CloudEvents headers
+(outbox always sends them all): the peers' cost without formatting them.
+
+Prints one JSON object: system, id_only, events, seconds, events_per_s,
 cpu_us_per_event, cpu_s (per process), check (count_topic.py's result).
 Exit status 0 when the broker appended exactly N records and none was
 read twice.
@@ -83,7 +86,8 @@ def watermark_total(consumer, topic, parts):
 def start_peer(a):
     script = {'pgq': 'pgq_relay.py', 'logical': 'logical_relay.py'}[a.system]
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, script),
-                             '--dsn', a.dsn, '--bootstrap', a.bootstrap],
+                             '--dsn', a.dsn, '--bootstrap', a.bootstrap]
+                            + (['--id-only'] if a.id_only else []),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     r, _, _ = select.select([proc.stdout], [], [], 60)
     if not r:
@@ -178,6 +182,7 @@ def run(a):
     total_cpu = sum(v for v in cpu.values() if v is not None)
     result = {
         'system': a.system,
+        'id_only': a.id_only,
         'events': a.events,
         'tx_size': a.tx_size,
         'publish_s': publish_s,
@@ -209,6 +214,8 @@ def main():
     r.add_argument('--events', type=int, default=1000000)
     r.add_argument('--tx-size', type=int, default=10000)
     r.add_argument('--timeout', type=int, default=900)
+    r.add_argument('--id-only', action='store_true',
+                   help='the peer sends only the ce_id header (pgq_relay.py, logical_relay.py)')
     a = ap.parse_args()
     return setup(a) if a.cmd == 'setup' else run(a)
 

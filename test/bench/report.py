@@ -621,13 +621,15 @@ def report_outage(d, failures, logged):
 
 PEERS = (('outbox', 'outbox'), ('pgq', 'PgQ relay (pgqd + Python)'),
          ('logical', 'logical decoding relay (Python)'))
+DRAINS = PEERS + (('pgq_id', 'PgQ relay, ce_id header only'),
+                  ('logical_id', 'logical decoding relay, ce_id header only'))
 
 
 def report_peers(d, failures, logged):
-    drains = {s: load(d, 'peer_drain_' + s) for s, _ in PEERS}
+    drains = {s: load(d, 'peer_drain_' + s) for s, _ in DRAINS}
     bare = load(d, 'peer_drain_bare')
     rows = []
-    for s, label in PEERS:
+    for s, label in DRAINS:
         r = drains[s]
         errs = note_errors(d, 'peer_drain_' + s, 'peer drain ' + s, logged)
         if r is None:
@@ -661,8 +663,10 @@ def report_peers(d, failures, logged):
     print('   starting the relay until the topic\'s high watermarks reach the backlog (Kafka holds')
     print('   it all).  CPU: utime+stime of every relaying process over the drain / events:')
     print('   outbox: its relay; PgQ: pgq_relay.py, its session, pgqd and its sessions; logical:')
-    print('   logical_relay.py and its walsender.  Ceiling: test/bench/bare_producer.c, no')
-    print('   database, librdkafka defaults (linger.ms=5), no flush until the end.')
+    print('   logical_relay.py and its walsender.  outbox and the first two peers send the six')
+    print('   CloudEvents headers; "ce_id header only": the peers without formatting the rest.')
+    print('   Ceiling: test/bench/bare_producer.c, no database, librdkafka defaults (linger.ms=5),')
+    print('   no flush until the end.')
     print()
 
     rows = []
@@ -775,7 +779,7 @@ def main():
                   % (fmt(o['rate'], 0), fmt(o['seconds'], 0)),
                   ['percentile', 'outbox', 'bare producer', 'outbox/bare'], rows)
             print('   outbox: COMMIT returned -> consumer received; bare: produce() called -> consumer')
-            print('   received (confluent-kafka producer, acks=all, idempotent, linger.ms=1, same events).')
+            print('   received (confluent-kafka producer, acks=all, idempotent, linger.ms=0, same events).')
             print()
 
             rows = []

@@ -93,7 +93,8 @@
 #     producing continuously (librdkafka's default linger, no flush until
 #     the end).  (a) Drain of a BENCH_PEER_EVENTS backlog (default 1000000,
 #     transactions of 10000) until Kafka holds it all, with each relay's
-#     CPU per event (test/bench/peer_drain.py); (b) commit-to-consumer
+#     CPU per event (test/bench/peer_drain.py), the peers once with the
+#     CloudEvents headers outbox sends and once with only ce_id; (b) commit-to-consumer
 #     latency at BENCH_RATE events/s for BENCH_SECONDS s, one event per
 #     transaction, on an idle machine and (c) while pgbench runs its own
 #     write load (BENCH_PEER_LOAD_CLIENTS clients, default 4, tpcb-like on
@@ -254,7 +255,7 @@ for t in drain.single drain.fresh drain.small latency.outbox latency.bare \
          drain.xmin memory.small memory.big outage.memory; do
     broker_cmd "topic $t 4"
 done
-for s in outbox pgq logical bare; do
+for s in outbox pgq logical bare pgq_id logical_id; do
     for t in peer.drain.$s peer.idle.$s peer.load.$s; do
         broker_cmd "topic $t 6"
     done
@@ -501,13 +502,14 @@ ticker_period = 0.01
 INI
 chown postgres: "$WORK/pgqd.ini"
 su postgres -c "pgqd -d $WORK/pgqd.ini"
-for s in outbox pgq logical; do
-    step "peers: drain of $PEER_EVENTS events, $s"
+for v in "outbox outbox" "pgq pgq" "logical logical" "pgq pgq_id --id-only" "logical logical_id --id-only"; do
+    set -- $v
+    step "peers: drain of $PEER_EVENTS events, $2"
     prepare_phase
     log_mark
-    timeout 1800 $PY $BENCH_DIR/peer_drain.py run --system $s --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
-        --topic peer.drain.$s --events "$PEER_EVENTS" > "$RES/peer_drain_$s.json"
-    log_errors "peer_drain_$s"
+    timeout 1800 $PY $BENCH_DIR/peer_drain.py run --system $1 --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
+        --topic peer.drain.$2 --events "$PEER_EVENTS" ${3:-} > "$RES/peer_drain_$2.json"
+    log_errors "peer_drain_$2"
 done
 [ -x "$WORK/bare_producer" ] || cc -O2 -Wall -o "$WORK/bare_producer" $BENCH_DIR/bare_producer.c -lrdkafka
 step "peers: the ceiling, bare C producer producing $PEER_EVENTS events continuously"
