@@ -181,7 +181,6 @@ message_rfc3339(TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
-
 	char	   *buf;
 
 	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)

@@ -75,6 +75,7 @@
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lwlock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -90,6 +91,12 @@
 #include "scan.h"
 #include "spiutil.h"
 #include "status.h"
+
+#if PG_VERSION_NUM >= 170000
+#define OUTBOX_TRANSAM TransamVariables
+#else
+#define OUTBOX_TRANSAM ShmemVariableCache
+#endif
 
 /* Batches in flight at most: one waiting for reports while the next is read */
 #define PIPELINE_DEPTH 2
@@ -237,9 +244,22 @@ outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err,
 static XLogRecPtr
 pipeline_commit_lsn(TransactionId xmin)
 {
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+
 	if (!TransactionIdIsNormal(xmin))
 		return InvalidXLogRecPtr;
-	return TransactionIdGetCommitLSN(xmin);
+
+	/*
+	 * A frozen row read through SQL shows its raw xmin, which may be older
+	 * than what the commit log still keeps; such a commit is long durable.
+	 * The lock keeps the commit log from being truncated meanwhile (as
+	 * pg_xact_status() does).
+	 */
+	LWLockAcquire(XactTruncationLock, LW_SHARED);
+	if (!TransactionIdPrecedes(xmin, OUTBOX_TRANSAM->oldestClogXid))
+		lsn = TransactionIdGetCommitLSN(xmin);
+	LWLockRelease(XactTruncationLock);
+	return lsn;
 }
 
 /*
