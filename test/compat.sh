@@ -169,6 +169,14 @@ run_source() {
         echo "$src" >"$prefix/.outbox-source"
         rm -rf "$build"
     fi
+    # test/t/005 reads the WAL with pg_walinspect (contrib, PostgreSQL 15+)
+    if [ -d "$src/contrib/pg_walinspect" ] &&
+        [ ! -f "$("$prefix/bin/pg_config" --sharedir)/extension/pg_walinspect.control" ]; then
+        echo "== building contrib/pg_walinspect"
+        make -s -C "$src/contrib/pg_walinspect" USE_PGXS=1 PG_CONFIG="$prefix/bin/pg_config" install \
+            >"$CACHE/pgbuild-$version-walinspect.log" 2>&1 ||
+            { tail -30 "$CACHE/pgbuild-$version-walinspect.log" >&2; exit 1; }
+    fi
     make_user ""
 
     local pgc=$prefix/bin/pg_config tree=$CACHE/outbox-$version
