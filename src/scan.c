@@ -111,6 +111,9 @@ outbox_scan_next(OutboxEventScan *s, Datum **values, bool **nulls, TransactionId
 	return true;
 }
 
+/*
+ * End the scan and close what outbox_scan_begin() opened.
+ */
 void
 outbox_scan_end(OutboxEventScan *s)
 {
