@@ -46,6 +46,7 @@
 #include "horizon.h"
 #include "outbox.h"
 #include "message.h"
+#include "scan.h"
 #include "shmem.h"
 
 /* Longest Kafka topic name */
@@ -289,26 +290,17 @@ outbox_check_traceparent(text *tp)
 static void
 outbox_insert_event(Datum *values, bool *nulls)
 {
-	Oid			nsp = get_namespace_oid("outbox", false);
-	Oid			relid = get_relname_relid("events", nsp);
-	Oid			seqid = get_relname_relid("events_id_seq", nsp);
-	Relation	rel;
+	Relation	rel = outbox_events_open(RowExclusiveLock);
+	Oid			seqid = get_relname_relid("events_id_seq", RelationGetNamespace(rel));
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 
-	if (!OidIsValid(relid) || !OidIsValid(seqid))
+	if (!OidIsValid(seqid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table outbox.events does not exist"),
 				 errhint("Run CREATE EXTENSION outbox or ALTER EXTENSION outbox UPDATE.")));
-
-	rel = table_open(relid, RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != EV_NATTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("outbox.events does not have the columns this version of outbox expects"),
-				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
 
 	/* the caller has asked for a wake-up, which registered our callback */
 	outbox_horizon_enter();

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * scan.c
- *	  Reading outbox.events in id order, and deleting delivered rows,
- *	  without the planner: scans of its primary key under the active
- *	  snapshot.
+ *	  Opening outbox.events with the layout events.h describes, and, for
+ *	  the relay, reading it in id order and deleting delivered rows without
+ *	  the planner: scans of its primary key under the active snapshot.
  *
  * The relay's common read (no event waiting for a retry) is "the next
  * events above the cursor in id order", for which the only good plan is
@@ -49,22 +49,38 @@ struct OutboxEventScan
 };
 
 /*
+ * Open outbox.events, checking it has the layout of events.h: for reading
+ * here and for publish.c's inserts.
+ */
+Relation
+outbox_events_open(LOCKMODE lockmode)
+{
+	Oid			relid = get_relname_relid("events", get_namespace_oid("outbox", false));
+	Relation	rel;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table outbox.events does not exist"),
+				 errhint("Run CREATE EXTENSION outbox or ALTER EXTENSION outbox UPDATE.")));
+	rel = table_open(relid, lockmode);
+	if (RelationGetDescr(rel)->natts != EV_NATTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("outbox.events does not have the columns this version of outbox expects"),
+				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
+	return rel;
+}
+
+/*
  * Open outbox.events and its primary key.
  */
 static void
 scan_open(OutboxEventScan *s, LOCKMODE lockmode)
 {
-	Oid			relid = get_relname_relid("events", get_namespace_oid("outbox", false));
 	Oid			pkey;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "outbox relay: table outbox.events does not exist");
-	s->heap = table_open(relid, lockmode);
-	if (RelationGetDescr(s->heap)->natts != EV_NATTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("outbox.events does not have the columns this version of outbox expects"),
-				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
+	s->heap = outbox_events_open(lockmode);
 	/* RelationGetIndexList() sets rd_pkindex */
 	list_free(RelationGetIndexList(s->heap));
 	pkey = s->heap->rd_pkindex;

@@ -11,7 +11,12 @@
 
 #include "postgres.h"
 
+#include "storage/lockdefs.h"
+#include "utils/relcache.h"
+
 typedef struct OutboxEventScan OutboxEventScan;
+
+extern Relation outbox_events_open(LOCKMODE lockmode);
 
 extern OutboxEventScan *outbox_scan_begin(int64 from);
 extern bool outbox_scan_next(OutboxEventScan *s, Datum **values, bool **nulls,

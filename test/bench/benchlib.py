@@ -9,6 +9,7 @@ nearest-rank percentile.
 Events: ~100-byte JSON payloads (order-like objects), keys "0".."99".
 """
 
+import datetime
 import json
 import math
 import sys
@@ -68,6 +69,35 @@ def producer_config(bootstrap, client_id):
         'message.timeout.ms': 30000,
         'partitioner': 'murmur2_random',
     }
+
+
+SOURCE = b'/outbox/bench'
+
+
+def cloudevents_headers(eid, topic, at, id_only=False):
+    """The CloudEvents headers the relay sends (ce_source is the benchmark's),
+    for the producers compared with it: eid a str or bytes, topic a str, at
+    an aware datetime.  id_only: just ce_id (a leaner peer)."""
+    eid = eid if isinstance(eid, bytes) else eid.encode()
+    if id_only:
+        return [('ce_id', eid)]
+    return [('ce_specversion', b'1.0'), ('ce_id', eid), ('ce_source', SOURCE),
+            ('ce_type', topic.encode()),
+            ('ce_time', at.astimezone(datetime.timezone.utc)
+             .strftime('%Y-%m-%dT%H:%M:%S.%fZ').encode()),
+            ('content-type', b'application/json')]
+
+
+def produce_waiting(producer, topic, value, key, headers, on_delivery):
+    """producer.produce(), serving delivery reports while the local queue
+    is full."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, headers=headers,
+                             on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.01)
 
 
 def consumer_config(bootstrap, group):

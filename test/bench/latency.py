@@ -62,7 +62,7 @@ import time
 import uuid
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
-from benchlib import (consumer_config, header, producer_config, key_of, payload_json,
+from benchlib import (cloudevents_headers, consumer_config, header, producer_config, key_of, payload_json,
                       percentile, process_cpu_s, process_memory_kb, relay_pid,
                       wait_partitions)
 
@@ -200,13 +200,8 @@ class BarePublisher:
 
     def send(self, i, key):
         eid = str(uuid.uuid4())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        headers = [('ce_specversion', b'1.0'),
-                   ('ce_id', eid.encode()),
-                   ('ce_source', b'/outbox/bench'),
-                   ('ce_type', self.topic.encode()),
-                   ('ce_time', now.strftime('%Y-%m-%dT%H:%M:%S.%fZ').encode()),
-                   ('content-type', b'application/json')]
+        headers = cloudevents_headers(eid, self.topic,
+                                      datetime.datetime.now(datetime.timezone.utc))
         value = payload_json(i).encode()
         t = time.time()
         self.p.produce(self.topic, value=value, key=key.encode(), headers=headers,

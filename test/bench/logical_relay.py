@@ -37,9 +37,7 @@ import struct
 import sys
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
-from benchlib import producer_config
-
-SOURCE = b'/outbox/bench'
+from benchlib import cloudevents_headers, produce_waiting, producer_config
 
 
 def parse_message(data):
@@ -100,21 +98,9 @@ def main():
             if m is not None:
                 topic, content = m
                 eid, key, value = content.split(b'\n', 2)
-                if a.id_only:
-                    headers = [('ce_id', eid)]
-                else:
-                    now = datetime.datetime.now(datetime.timezone.utc)
-                    headers = [('ce_specversion', b'1.0'), ('ce_id', eid),
-                               ('ce_source', SOURCE), ('ce_type', topic.encode()),
-                               ('ce_time', now.strftime('%Y-%m-%dT%H:%M:%S.%fZ').encode()),
-                               ('content-type', b'application/json')]
-                while True:
-                    try:
-                        p.produce(topic, value=value, key=key, headers=headers,
-                                  on_delivery=on_delivery)
-                        break
-                    except BufferError:
-                        p.poll(0.01)
+                now = datetime.datetime.now(datetime.timezone.utc)
+                produce_waiting(p, topic, value, key,
+                                cloudevents_headers(eid, topic, now, a.id_only), on_delivery)
                 events += 1
                 pending += 1
             unconfirmed = msg.data_start

@@ -47,6 +47,7 @@ import time
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 from benchlib import PAYLOAD_SQL, KEY_SQL, process_cpu_s, relay_pid, wait_state
+from drain import finish_counter, start_counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -119,13 +120,8 @@ def run(a):
     from confluent_kafka import Consumer
     from benchlib import consumer_config, wait_partitions
 
-    counter = subprocess.Popen([sys.executable, os.path.join(HERE, 'count_topic.py'),
-                                '--bootstrap', a.bootstrap, '--topic', a.topic],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    r, _, _ = select.select([counter.stdout], [], [], 60)
-    if not r or counter.stdout.readline().strip() != 'ready':
-        print('peer_drain: the checking consumer did not start', file=sys.stderr)
-        counter.kill()
+    counter = start_counter(a)
+    if counter is None:
         return 1
     wm = Consumer(consumer_config(a.bootstrap, 'bench-watermarks-%d' % os.getpid()))
     parts = wait_partitions(wm, a.topic, 30)
@@ -177,8 +173,10 @@ def run(a):
     else:
         peer_result = None
     wm.close()
-    out, _ = counter.communicate('count\n', timeout=600)
-    check = json.loads(out.strip().splitlines()[-1])
+    check = finish_counter(counter)
+    if check is None:
+        print('peer_drain: the checking consumer gave no count', file=sys.stderr)
+        return 1
     total_cpu = sum(v for v in cpu.values() if v is not None)
     result = {
         'system': a.system,

@@ -32,16 +32,13 @@ driver's CPU accounting).  Exit status 0 unless a delivery failed.
 """
 
 import argparse
-import datetime
 import json
 import select
 import sys
 import time
 
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
-from benchlib import producer_config
-
-SOURCE = b'/outbox/bench'
+from benchlib import cloudevents_headers, produce_waiting, producer_config
 
 
 def main():
@@ -94,21 +91,8 @@ def main():
                 topic, data, key, eid, at = (row[col['ev_type']], row[col['ev_data']],
                                              row[col['ev_extra1']], row[col['ev_extra2']],
                                              row[col['ev_time']])
-                if a.id_only:
-                    headers = [('ce_id', eid.encode())]
-                else:
-                    headers = [('ce_specversion', b'1.0'), ('ce_id', eid.encode()),
-                               ('ce_source', SOURCE), ('ce_type', topic.encode()),
-                               ('ce_time', at.astimezone(datetime.timezone.utc)
-                                .strftime('%Y-%m-%dT%H:%M:%S.%fZ').encode()),
-                               ('content-type', b'application/json')]
-                while True:
-                    try:
-                        p.produce(topic, value=data.encode(), key=key.encode() if key else None,
-                                  headers=headers, on_delivery=on_delivery)
-                        break
-                    except BufferError:
-                        p.poll(0.01)
+                produce_waiting(p, topic, data.encode(), key.encode() if key else None,
+                                cloudevents_headers(eid, topic, at, a.id_only), on_delivery)
             events += len(rows)
             if len(rows) < a.fetch:
                 break

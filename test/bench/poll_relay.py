@@ -21,11 +21,9 @@ outbox_poll.events is created by create_table() with outbox.events' shape
 ("LIKE outbox.events INCLUDING ALL", its own sequence).
 """
 
-import datetime
-
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
+from benchlib import cloudevents_headers, produce_waiting
 
-SOURCE = b'/outbox/bench'
 BATCH = 1000
 
 SELECT_SQL = ('SELECT id, event_id, topic, key, payload, headers, created_at'
@@ -76,15 +74,6 @@ class PollingRelay:
         if err is not None:
             self.failed.append(err)
 
-    def _produce(self, topic, value, key, headers):
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, headers=headers,
-                                      on_delivery=self._on_delivery)
-                return
-            except BufferError:         # local queue full: serve reports, retry
-                self.producer.poll(0.01)
-
     def relay_once(self):
         """One pass; returns the number of rows relayed and deleted (0 when
         there was nothing to do).  Raises when a delivery failed (after
@@ -98,17 +87,11 @@ class PollingRelay:
         self.failed = []
         ids = []
         for id_, event_id, topic, key, payload, headers, created_at in rows:
-            ce_time = created_at.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
-            hdrs = [('ce_specversion', b'1.0'),
-                    ('ce_id', str(event_id).encode()),
-                    ('ce_source', SOURCE),
-                    ('ce_type', topic.encode()),
-                    ('ce_time', ce_time.encode()),
-                    ('content-type', b'application/json')]
+            hdrs = cloudevents_headers(str(event_id), topic, created_at)
             if headers:
                 hdrs += [(k, v.encode()) for k, v in headers.items()]
-            self._produce(topic, None if payload is None else bytes(payload),
-                          None if key is None else key.encode(), hdrs)
+            produce_waiting(self.producer, topic, None if payload is None else bytes(payload),
+                            None if key is None else key.encode(), hdrs, self._on_delivery)
             ids.append(id_)
         self.producer.flush()
         if self.failed:
