@@ -16,8 +16,10 @@ for the jsonb-to-bytea conversion.
 Transaction shapes, each run with pgbench (-n -M prepared, one custom
 script) at each client count of --clients:
    1 event   one statement per transaction (autocommit);
-   100 events one statement writing 100 rows (generate_series) per
-             transaction, as drain.py publishes.
+   N events  one statement writing N rows (generate_series) per
+             transaction: 100 as drain.py publishes (--shapes), and with
+             --bulk N a bulk load of N rows, 1 client, as an application's
+             backfill or batch job would.
 With --sync-off, also 1 event, 1 client, with the sessions' synchronous_
 commit off (PGOPTIONS), where the CPU cost is not hidden by the WAL flush.
 Each side of each configuration gets --seconds in all, split into --rounds
@@ -72,20 +74,24 @@ INSERT_HEAD = ("INSERT INTO %s (event_id, topic, key, payload, content_type, cre
                " pg_catalog.convert_to((%s)::text, 'UTF8'), 'application/json',"
                " pg_catalog.clock_timestamp()" % (PLAIN, TOPIC, KEY_SQL, PAYLOAD_SQL))
 
-SCRIPTS = {
-    ('publish', 1): ("\\set i random(1, %d)\n"
-                     "SELECT outbox.publish(%s) FROM (VALUES (:i::int)) AS g(i);\n"
-                     % (MAX_I, PUBLISH_ARGS)),
-    ('insert', 1): ("\\set i random(1, %d)\n"
-                    "%s FROM (VALUES (:i::int)) AS g(i);\n" % (MAX_I, INSERT_HEAD)),
-    ('publish', 100): ("\\set i random(1, %d)\n"
-                       "SELECT pg_catalog.count(outbox.publish(%s))"
-                       " FROM pg_catalog.generate_series(:i::int, :i::int + 99) AS g(i);\n"
-                       % (MAX_I - 99, PUBLISH_ARGS)),
-    ('insert', 100): ("\\set i random(1, %d)\n"
-                      "%s FROM pg_catalog.generate_series(:i::int, :i::int + 99) AS g(i);\n"
-                      % (MAX_I - 99, INSERT_HEAD)),
-}
+
+
+def script(side, shape):
+    """pgbench script writing shape rows in one statement per transaction."""
+    if shape == 1:
+        rows = "(VALUES (:i::int)) AS g(i)"
+        top = MAX_I
+    else:
+        rows = ("pg_catalog.generate_series(:i::int, :i::int + %d) AS g(i)" % (shape - 1))
+        top = max(1, MAX_I - shape + 1)
+    if side == 'publish':
+        body = ("SELECT pg_catalog.count(outbox.publish(%s)) FROM %s" % (PUBLISH_ARGS, rows)
+                if shape > 1 else "SELECT outbox.publish(%s) FROM %s" % (PUBLISH_ARGS, rows))
+    else:
+        body = "%s FROM %s" % (INSERT_HEAD, rows)
+    return "\\set i random(1, %d)\n%s;\n" % (top, body)
+
+
 TABLE_OF = {'publish': 'outbox.events', 'insert': PLAIN}
 
 
@@ -97,14 +103,15 @@ def main():
                     help='split --seconds into this many runs per side, alternating sides')
     ap.add_argument('--clients', default='1 2', help='client counts, space-separated')
     ap.add_argument('--shapes', default='1 100', help='events per transaction, space-separated')
+    ap.add_argument('--bulk', type=int, default=0,
+                    help='also this many events in one statement, 1 client (0: none)')
     ap.add_argument('--sync-off', action='store_true',
                     help='also 1 event per transaction, 1 client, synchronous_commit=off')
     a = ap.parse_args()
     clients = [int(x) for x in a.clients.split()]
     shapes = [int(x) for x in a.shapes.split()]
-    for s in shapes:
-        if s not in (1, 100):
-            ap.error('--shapes: only 1 and 100 are scripted')
+    if any(s < 1 for s in shapes) or a.bulk < 0:
+        ap.error('--shapes and --bulk: events per transaction must be positive')
 
     conn = psycopg2.connect(a.dsn)
     conn.autocommit = True
@@ -138,6 +145,8 @@ def main():
     configs = [(shape, c, False) for shape in shapes for c in clients]
     if a.sync_off and 1 in shapes:
         configs.insert(len(clients), (1, 1, True))
+    if a.bulk > 0:
+        configs.append((a.bulk, 1, False))
     runs = []
     rc = 0
     try:
@@ -148,7 +157,7 @@ def main():
                 log('%s, %d event(s) per transaction, %d client(s), %d s%s'
                     % (side, shape, c, secs, ', synchronous_commit=off' if sync_off else ''))
                 cpu0 = process_cpu_s(relay_pid) if relay_pid else None
-                r = pgbench(a.dsn, SCRIPTS[(side, shape)], c, secs, sync_off=sync_off)
+                r = pgbench(a.dsn, script(side, shape), c, secs, sync_off=sync_off)
                 cpu1 = process_cpu_s(relay_pid) if relay_pid else None
                 cur.execute('SELECT pg_catalog.count(*) FROM %s' % TABLE_OF[side])
                 rows = cur.fetchone()[0]

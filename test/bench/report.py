@@ -183,8 +183,9 @@ def report_publish(d, failures, logged):
     print('   (event i at random in 1..%d, key i %% 100); INSERT: gen_random_uuid(), convert_to('
           % r['max_i'])
     print("   payload::text, 'UTF8'), clock_timestamp(), into LIKE outbox.events INCLUDING ALL")
-    print('   (pkey + partial index).  events/tx 1: one statement per transaction; 100: one')
-    print('   statement writing 100 rows (generate_series), as drain.py publishes.  sync commit')
+    print('   (pkey + partial index).  events/tx 1: one statement per transaction; more: one')
+    print('   statement writing that many rows (generate_series): 100 as drain.py publishes, the')
+    print('   largest a bulk load (1 client).  sync commit')
     print('   off: sessions with synchronous_commit=off, the CPU cost without the WAL flush.')
     print('   us/event = 1e6 / (tx/s x events/tx); publish/INSERT: ratio of us/event (>1: publish')
     print('   costs more).  relay CPU: CPU time of the (paused) relay process / run time, during')

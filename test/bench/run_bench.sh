@@ -24,8 +24,9 @@
 #     into a table like outbox.events, with pgbench (custom scripts, -M
 #     prepared, BENCH_PGBENCH_SECONDS s per side, default 10): transactions
 #     of 1 and of 100 events, at each client count of BENCH_PUBLISH_CLIENTS
-#     (default "1 2"); tx/s, us/event, ratio.  The relay is paused meanwhile
-#     (test/bench/publish_cost.py).
+#     (default "1 2 32"), and a bulk load of BENCH_PUBLISH_BULK events in one
+#     statement (default 200000, 1 client; 0 leaves it out); tx/s, us/event,
+#     ratio.  The relay is paused meanwhile (test/bench/publish_cost.py).
 #  4. Drain comparison: the backlog of 1 (BENCH_EVENTS events) drained by a
 #     hand-written Python polling relay (SELECT ... FOR UPDATE SKIP LOCKED
 #     LIMIT 1000, produce, flush, DELETE, COMMIT; test/bench/poll_relay.py)
@@ -152,7 +153,8 @@ SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
 SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10}
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
-PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2}
+PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2 32}
+PUB_BULK=${BENCH_PUBLISH_BULK:-200000}
 SYNC_OFF=${BENCH_SYNC_OFF:-1}
 INBOX_CLIENTS=${BENCH_INBOX_CLIENTS:-1}
 INBOX_PRELOAD=${BENCH_INBOX_PRELOAD:-100000}
@@ -364,7 +366,8 @@ if want 3; then
 step "publish cost: publish() vs INSERT, pgbench ${PGB_SECS}s per side in $PGB_ROUNDS runs, clients: $PUB_CLIENTS"
 log_mark
 timeout 1800 $PY $BENCH_DIR/publish_cost.py --dsn "$DSN" --seconds "$PGB_SECS" \
-    --clients "$PUB_CLIENTS" --rounds "$PGB_ROUNDS" $SYNC_FLAG > "$RES/publish.json"
+    --clients "$PUB_CLIENTS" --rounds "$PGB_ROUNDS" --bulk "$PUB_BULK" $SYNC_FLAG \
+    > "$RES/publish.json"
 log_errors publish
 fi
 
