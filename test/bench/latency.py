@@ -35,7 +35,12 @@ consumer has seen one, so connections and metadata are in place.
 Prints one JSON object: sent, received, lost (sent but never received
 within --grace s of the end), duplicates, unexpected, achieved rate, and the
 latency percentiles in ms (nearest rank): p50 p90 p99 p99.9 max mean, the
-number of events slower than 100 ms (over_100ms); for
+number of events slower than 100 ms (over_100ms); the same percentiles
+of the two stages (stages_ms), split at the record's timestamp, which
+librdkafka sets when produce() is called (CreateTime, in ms, from the same
+clock): to_produce, from the clock's start to the relay's produce() call
+(for outbox: the wake-up, the read, the WAL flush), and to_consumer, from
+there to the consumer (librdkafka's queue, the broker, the fetch); for
 the database modes also the publish+COMMIT round trip seen by the client
 (p50, p99).
 
@@ -113,7 +118,8 @@ def consume(a):
                 if eid in recv:
                     dups += 1
                 else:
-                    recv[eid] = t
+                    # the record's timestamp: when the relay called produce()
+                    recv[eid] = (t, m.timestamp()[1] / 1000.0)
                     last_new = time.monotonic()
         if stop['expect'] is not None:
             if len(recv) >= stop['expect']:
@@ -395,7 +401,7 @@ def run(a):
             cons.wait()
 
     recv = got['recv']
-    lat = [recv[e] - t for e, t in sent.items() if e in recv]
+    lat = [recv[e][0] - t for e, t in sent.items() if e in recv]
     result = {
         'mode': a.mode,
         'rate': a.rate,
@@ -410,6 +416,10 @@ def run(a):
         'producer_problems': problems,
         'latency_ms': summarize(lat),
         'over_100ms': sum(1 for x in lat if x > 0.1),
+        'stages_ms': {
+            'to_produce': summarize([recv[e][1] - t for e, t in sent.items() if e in recv]),
+            'to_consumer': summarize([recv[e][0] - recv[e][1] for e in sent if e in recv]),
+        },
     }
     if a.mode != 'bare':
         result['commit_rtt_ms'] = summarize([x for p in pubs for x in p.rtt])

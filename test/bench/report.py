@@ -433,6 +433,18 @@ def sustain_series(title, r):
     print()
 
 
+def stage(r, part, k):
+    """A percentile of one stage of a latency run (latency.py's stages_ms)."""
+    st = r.get('stages_ms')
+    return fmt(st[part][k], 2) if st else '-'
+
+
+STAGE_NOTE = ('   COMMIT -> produce(): to the record\'s timestamp, which librdkafka sets when the relay\n'
+              '   calls produce() (the wake-up, the read, the WAL flush); produce() -> consumer: from\n'
+              '   there to the consumer (librdkafka, the broker, the fetch).  Timestamps are whole ms,\n'
+              '   so each stage is +-1 ms; the stages\' percentiles do not add up to the total\'s.')
+
+
 def report_sustain(d, failures, logged):
     r = load(d, 'sustain_normal')
     errs = note_errors(d, 'sustain_normal', 'sustained load', logged)
@@ -442,10 +454,13 @@ def report_sustain(d, failures, logged):
     check_sustain(r, 'sustained load', failures)
     table('6. Sustained load: %s events/s for %s s, one event per transaction from %d sessions'
           % (fmt(r['rate'], 0), fmt(r['seconds'], 0), r['publishers']),
-          ['percentile', 'COMMIT -> consumer ms'],
-          [[k, fmt(r['latency_ms'][k], 2)] for k in LATENCY_KEYS])
+          ['percentile', 'COMMIT -> consumer ms', 'COMMIT -> produce() ms',
+           'produce() -> consumer ms'],
+          [[k, fmt(r['latency_ms'][k], 2), stage(r, 'to_produce', k), stage(r, 'to_consumer', k)]
+           for k in LATENCY_KEYS])
     print('   COMMIT returned -> a confluent-kafka consumer received it (latency.py, as in 2); the')
     print('   sessions share an open-loop schedule (event i due at start + i / rate).')
+    print(STAGE_NOTE)
     print()
     sustain_arrival('6b. Sustained load: what arrived, relay cost',
                     [('sustained', r, errs)])
@@ -494,15 +509,19 @@ def report_xmin(d, sections, failures, logged):
     check_sustain(su, 'sustained load with the xmin held', failures)
     if normal:
         rows = [[k, fmt(normal['latency_ms'][k], 2), fmt(su['latency_ms'][k], 2),
-                 ratio(su['latency_ms'][k], normal['latency_ms'][k], 2)] for k in LATENCY_KEYS]
-        headers = ['percentile', 'normal (6) ms', 'held xmin ms', 'held / normal']
+                 ratio(su['latency_ms'][k], normal['latency_ms'][k], 2),
+                 stage(su, 'to_produce', k), stage(su, 'to_consumer', k)] for k in LATENCY_KEYS]
+        headers = ['percentile', 'normal (6) ms', 'held xmin ms', 'held / normal',
+                   'held: COMMIT -> produce()', 'held: produce() -> consumer']
     else:
-        rows = [[k, fmt(su['latency_ms'][k], 2)] for k in LATENCY_KEYS]
-        headers = ['percentile', 'held xmin ms']
+        rows = [[k, fmt(su['latency_ms'][k], 2), stage(su, 'to_produce', k),
+                 stage(su, 'to_consumer', k)] for k in LATENCY_KEYS]
+        headers = ['percentile', 'held xmin ms', 'COMMIT -> produce()', 'produce() -> consumer']
     table('7b. Sustained load with the xmin held: %s events/s for %s s, COMMIT -> consumer'
           % (fmt(su['rate'], 0), fmt(su['seconds'], 0)), headers, rows)
     if not normal:
         print('   section 6 did not run: no normal figures to compare.')
+    print(STAGE_NOTE)
     print()
     runs = [('normal (6)', normal, errors(d, 'sustain_normal'))] if normal else []
     sustain_arrival('7c. Sustained load with the xmin held: what arrived, relay cost',
@@ -689,14 +708,18 @@ def report_peers(d, failures, logged):
                          fmt(lat['p90'], 2), fmt(lat['p99'], 2), fmt(lat['p99.9'], 2),
                          fmt(lat['max'], 2), ratio(lat['p50'], ld and ld['p50']),
                          ratio(lat['p99'], ld and ld['p99']),
+                         '%s / %s' % (stage(r, 'to_produce', 'p50'), stage(r, 'to_produce', 'p99')),
                          fmt(len(errs)) if errs is not None else '-'])
     table('10b. Commit -> consumer latency, one event per transaction, ms',
           ['machine', 'relay', 'received', 'p50', 'p90', 'p99', 'p99.9', 'max',
-           'p50 vs logical', 'p99 vs logical', 'log ERRORs'], rows)
+           'p50 vs logical', 'p99 vs logical', 'COMMIT -> produce() p50 / p99', 'log ERRORs'],
+          rows)
     print('   idle: nothing else runs.  load: pgbench (tpcb-like, its own tables in the same')
     print('   database) runs meanwhile.  Clock from COMMIT returning to a confluent-kafka consumer')
     print('   receiving the event (latency.py).  PgQ: pgqd ticks every 10 ms, the queue ticks at')
     print('   any new event (ticker_max_lag 0), the consumer sleeps 5 ms when there is no batch.')
+    print('   COMMIT -> produce(): to the record\'s timestamp, set when the relay called produce()')
+    print('   (whole ms, so +-1 ms); the rest of the latency is librdkafka, the broker, the fetch.')
     print()
 
 
