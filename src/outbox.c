@@ -30,6 +30,7 @@ char	   *outbox_kafka_properties_file = NULL;
 int			outbox_batch_size = 1000;
 int			outbox_batch_max_bytes = 16 * 1024 * 1024;
 int			outbox_full_scan_interval = 300000;
+int			outbox_truncate_threshold = 1024;
 int			outbox_poll_interval = 10000;
 int			outbox_max_databases = 16;
 int			outbox_max_message_size = 983040;
@@ -203,6 +204,14 @@ outbox_define_settings(void)
 							&outbox_full_scan_interval,
 							300000, 1000, 24 * 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("outbox.truncate_threshold",
+							gettext_noop("Size of outbox.events from which its relay truncates it once every event is delivered."),
+							gettext_noop("Gives back the space of delivered events when vacuum cannot (an old snapshot holds it); 0 never truncates."),
+							&outbox_truncate_threshold,
+							1024, 0, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_BLOCKS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("outbox.max_message_size",

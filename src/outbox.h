@@ -30,6 +30,7 @@ extern int	outbox_batch_size;
 extern int	outbox_batch_max_bytes;
 extern int	outbox_poll_interval;
 extern int	outbox_full_scan_interval;
+extern int	outbox_truncate_threshold;
 extern int	outbox_max_databases;
 extern int	outbox_max_message_size;
 extern int	outbox_max_attempts;

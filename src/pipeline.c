@@ -713,6 +713,17 @@ outbox_pipeline_busy(void)
 }
 
 /*
+ * True when every event read has been recorded, the last read found none,
+ * and none waits for a retry: outbox.events holds nothing the relay knows
+ * of (reclaim.c checks the rest).
+ */
+bool
+outbox_pipeline_drained(void)
+{
+	return nflight == 0 && !read_wanted && !paused && retry_floor == PG_INT64_MAX;
+}
+
+/*
  * True when the last read found the relay paused.
  */
 bool

@@ -28,6 +28,7 @@ extern void outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
 extern OutboxPassResult outbox_pipeline_pass(OutboxProducer *producer,
 											 bool hold, bool woken);
 extern bool outbox_pipeline_busy(void);
+extern bool outbox_pipeline_drained(void);
 extern bool outbox_pipeline_paused(void);
 extern int64 outbox_pipeline_cursor(void);
 extern void outbox_pipeline_after_error(void);

@@ -53,6 +53,7 @@
 #include "kafka.h"
 #include "outbox.h"
 #include "pipeline.h"
+#include "reclaim.h"
 #include "session.h"
 #include "shmem.h"
 #include "spiutil.h"
@@ -440,6 +441,8 @@ outbox_relay_main(Datum main_arg)
 		relay_started = true;
 		if (outbox_inbox_purge_in_ms() <= 0)
 			outbox_slot_count(relay_slot, 0, 0, 0, outbox_inbox_purge(true));
+		if (result == OUTBOX_PASS_IDLE && outbox_pipeline_drained())
+			(void) outbox_reclaim();
 		relay_update_status(result, woken);
 		relay_errors_in_a_row = 0;
 		if (result == OUTBOX_PASS_PROGRESS)

@@ -5,8 +5,12 @@ outbox.events after it began can be removed, as when an application leaves
 a transaction open.  It times nothing.
 
 Protocol: the session runs BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT
-txid_current(); SELECT count(*) FROM outbox.events; and stays idle in that
-transaction.  A second session checks in pg_stat_activity that it is "idle
+txid_current(); SELECT count(*) FROM pg_catalog.pg_class (a report on
+tables of its own, as an application's forgotten transaction would have
+run); and stays idle in that transaction.  With --lock-events it reads
+SELECT count(*) FROM outbox.events instead, so that it also holds a lock
+on the table for as long as it stays open, which keeps the relay from
+truncating it (src/reclaim.c).  A second session checks in pg_stat_activity that it is "idle
 in transaction" with backend_xmin set, and this prints one JSON line (pid,
 txid, backend_xmin, state), or nothing and exits with status 1 when the
 check failed.  Then it waits for a line (or end of file) on stdin.  At that
@@ -47,6 +51,8 @@ def table_state(cur, holder_pid):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dsn', required=True)
+    ap.add_argument('--lock-events', action='store_true',
+                    help='read outbox.events in the held transaction, holding a lock on it')
     a = ap.parse_args()
 
     holder = psycopg2.connect(a.dsn)
@@ -55,7 +61,8 @@ def main():
     hcur.execute('BEGIN ISOLATION LEVEL REPEATABLE READ')
     hcur.execute('SELECT pg_catalog.txid_current(), pg_catalog.pg_backend_pid()')
     txid, pid = hcur.fetchone()
-    hcur.execute('SELECT pg_catalog.count(*) FROM outbox.events')
+    hcur.execute('SELECT pg_catalog.count(*) FROM %s'
+                 % ('outbox.events' if a.lock_events else 'pg_catalog.pg_class'))
 
     watcher = psycopg2.connect(a.dsn)
     watcher.autocommit = True
@@ -66,7 +73,8 @@ def main():
         print('hold_xmin: the holding session is %r with backend_xmin %s' % (state, xmin),
               file=sys.stderr)
         return 1
-    start = {'pid': pid, 'txid': txid, 'backend_xmin': xmin, 'state': state}
+    start = {'pid': pid, 'txid': txid, 'backend_xmin': xmin, 'state': state,
+             'lock_events': a.lock_events}
     print(json.dumps(start), flush=True)
 
     sys.stdin.readline()

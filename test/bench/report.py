@@ -479,6 +479,11 @@ def report_xmin(d, sections, failures, logged):
           % (h['pid'], h['txid'], h['backend_xmin']))
     print('   "%s") throughout 7a and 7b; ERROR lines logged meanwhile: %s'
           % (h['state'], fmt(len(errs)) if errs is not None else '-'))
+    print('   Its snapshot was taken %s.'
+          % ('reading outbox.events, so it also holds a lock on the table, and the relay cannot'
+             ' truncate it' if h.get('lock_events') else
+             'reading pg_class; it holds no lock on outbox.events, so the relay truncates the'
+             ' table once drained (outbox.truncate_threshold)'))
     print()
 
     base = load(d, 'drain_single') if 1 in sections else None

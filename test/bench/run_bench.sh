@@ -66,7 +66,10 @@
 #     transaction is drained as in 1 (A), and (b) the sustained load of 6
 #     runs again; their rate and latency beside 1's and 6's.  Then, still
 #     held, VACUUM outbox.events and its dead rows (n_dead_tup) and size;
-#     and the same after the transaction ended.
+#     and the same after the transaction ended.  The session's snapshot was
+#     taken reading pg_class; with BENCH_XMIN_LOCK=1 it reads outbox.events
+#     instead and holds a lock on it, which keeps the relay from truncating
+#     the table (src/reclaim.c), so it grows as vacuum is held back.
 #  8. Memory: the relay's VmRSS and RssAnon (its private memory), sampled
 #     every 0.1 s, and its VmHWM, while it drains a backlog published while it was paused (transactions of
 #     10000 events, one statement each), from outbox.resume_relay() until
@@ -436,7 +439,9 @@ if want 7; then
 step "held xmin: a session left idle in transaction"
 prepare_phase
 log_mark
-coproc HOLD { exec $PY $BENCH_DIR/hold_xmin.py --dsn "$DSN"; }
+HOLD_FLAG=""
+if [ "${BENCH_XMIN_LOCK:-0}" = 1 ]; then HOLD_FLAG=--lock-events; fi
+coproc HOLD { exec $PY $BENCH_DIR/hold_xmin.py --dsn "$DSN" $HOLD_FLAG; }
 read -r -t 60 HELD <&"${HOLD[0]}"
 echo "   held: $HELD" >&2
 step "held xmin 1/2: drain of $EVENTS events in one transaction"

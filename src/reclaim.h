@@ -1,0 +1,17 @@
+/*-------------------------------------------------------------------------
+ *
+ * reclaim.h
+ *	  Truncating outbox.events once every event is delivered.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OUTBOX_RECLAIM_H
+#define OUTBOX_RECLAIM_H
+
+#include "postgres.h"
+
+#include "storage/block.h"
+
+extern BlockNumber outbox_reclaim(void);
+
+#endif							/* OUTBOX_RECLAIM_H */
