@@ -207,7 +207,7 @@ outbox_define_settings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("outbox.truncate_threshold",
-							gettext_noop("Size of outbox.events from which its relay truncates it once every event is delivered."),
+							gettext_noop("Size of outbox.events from which its relay, having caught up, truncates it, carrying over the events in it."),
 							gettext_noop("Gives back the space of delivered events when vacuum cannot (an old snapshot holds it); 0 never truncates."),
 							&outbox_truncate_threshold,
 							1024, 0, INT_MAX / 2,

@@ -715,7 +715,7 @@ outbox_pipeline_busy(void)
 /*
  * True when every event read has been recorded, the last read found none,
  * and none waits for a retry: outbox.events holds nothing the relay knows
- * of (reclaim.c checks the rest).
+ * of (reclaim.c carries over whatever else it finds).
  */
 bool
 outbox_pipeline_drained(void)

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * reclaim.h
- *	  Truncating outbox.events once every event is delivered.
+ *	  Truncating outbox.events when the relay has caught up.
  *
  *-------------------------------------------------------------------------
  */
