@@ -21,7 +21,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(start_broker broker_cmd stop_broker new_node kcat_read
-  python_read wait_drained by_key first_occurrences check_delivery
+  python_read wait_drained delivered wait_delivered by_key first_occurrences check_delivery
   open_session session_send session_wait session_do close_session);
 
 my $srcdir = $ENV{TESTDIR} // '.';
@@ -206,6 +206,23 @@ sub wait_drained
 	my ($node, $db) = @_;
 	return $node->poll_query_until($db // 'postgres',
 		'SELECT count(*) = 0 FROM outbox.events');
+}
+
+# Events the relay of $db delivered since it started (outbox.stats).
+sub delivered
+{
+	my ($node, $db) = @_;
+	$db //= 'postgres';
+	return $node->safe_psql($db, qq{SELECT delivered FROM outbox.stats WHERE datname = '$db'});
+}
+
+# Wait until the relay of $db has delivered at least $n events.
+sub wait_delivered
+{
+	my ($node, $n, $db) = @_;
+	$db //= 'postgres';
+	return $node->poll_query_until($db,
+		qq{SELECT delivered >= $n FROM outbox.stats WHERE datname = '$db'});
 }
 
 # Group messages by key, each list in partition order.

@@ -22,18 +22,6 @@ max_prepared_transactions = 2
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION outbox');
 
-sub delivered
-{
-	return $node->safe_psql('postgres', q{SELECT delivered FROM outbox.stats WHERE datname = 'postgres'});
-}
-
-sub wait_delivered
-{
-	my ($n) = @_;
-	return $node->poll_query_until('postgres',
-		qq{SELECT delivered >= $n FROM outbox.stats WHERE datname = 'postgres'});
-}
-
 # 1. an id taken early, committed after 500 later events were delivered
 my $late = open_session($node, 'postgres');
 session_do($late, q{BEGIN; SELECT outbox.publish('horizon.late', '{"n": "early"}', key => 'a');});
@@ -43,7 +31,7 @@ for my $t (1 .. 10)
 SELECT outbox.publish('horizon.late', jsonb_build_object('n', i), key => 'b')
   FROM generate_series(($t - 1) * 50 + 1, $t * 50) i});
 }
-ok(wait_delivered(500), 'the 500 later events are delivered while the early one is uncommitted');
+ok(wait_delivered($node, 500), 'the 500 later events are delivered while the early one is uncommitted');
 session_do($late, 'COMMIT;');
 ok(wait_drained($node), 'the early event, committed last, is delivered without a full scan');
 my @late = map { decode_json($_->{value})->{n} } @{ kcat_read($broker->{bootstrap}, 'horizon.late', 501) };
@@ -53,7 +41,7 @@ is(scalar(grep { $_ eq 'early' } @late), 1, 'the early event among them');
 # 2. another session holds back vacuum (an xid and a snapshot) meanwhile
 my $held = open_session($node, 'postgres');
 session_do($held, q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(); SELECT count(*) FROM outbox.events;});
-my $before = delivered();
+my $before = delivered($node);
 for my $t (1 .. 20)
 {
 	$node->safe_psql('postgres', qq{
@@ -61,7 +49,7 @@ SELECT outbox.publish('horizon.held', jsonb_build_object('n', i), key => (i % 7)
   FROM generate_series(($t - 1) * 100 + 1, $t * 100) i});
 }
 ok(wait_drained($node), 'events are delivered while vacuum is held back');
-is(delivered() - $before, 2000, 'all 2000 of them');
+is(delivered($node) - $before, 2000, 'all 2000 of them');
 ok($node->poll_query_until('postgres', q{SELECT n_dead_tup >= 2000 FROM pg_stat_user_tables WHERE relid = 'outbox.events'::regclass}),
 	'their rows are dead, not removed (and the relay reports them to the statistics)');
 my %held = map { decode_json($_->{value})->{n} => 1 } @{ kcat_read($broker->{bootstrap}, 'horizon.held', 2000) };
@@ -80,14 +68,14 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname = 
 # 4. a row inserted by a superuser, not through publish(), while later events
 #    are delivered: reads start past it, so only the full scan every
 #    full_scan_interval finds it
-my $direct = delivered();
+my $direct = delivered($node);
 session_do($late, q{BEGIN; INSERT INTO outbox.events (event_id, topic, key, payload, content_type, created_at)
 VALUES (gen_random_uuid(), 'horizon.direct', 'd', convert_to('{"n": "direct"}', 'UTF8'), 'application/json', now());});
 $node->safe_psql('postgres', q{SELECT outbox.publish('horizon.direct', jsonb_build_object('n', i), key => 'e') FROM generate_series(1, 100) i});
-ok(wait_delivered($direct + 100), 'later events delivered');
+ok(wait_delivered($node, $direct + 100), 'later events delivered');
 session_do($late, 'COMMIT;');
 $node->safe_psql('postgres', q{SELECT outbox.publish('horizon.direct', '{"n": "wake"}', key => 'e')});
-ok(wait_delivered($direct + 101), 'an event published after it is delivered');
+ok(wait_delivered($node, $direct + 101), 'an event published after it is delivered');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM outbox.events WHERE topic = 'horizon.direct'}), '1',
 	'the row inserted directly is not read again before the full scan (reads start past delivered ids)');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET outbox.full_scan_interval = '2s'; SELECT pg_reload_conf();});
