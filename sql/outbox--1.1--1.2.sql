@@ -53,3 +53,93 @@ ALTER FUNCTION @extschema@.receive(text, uuid, interval)
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION @extschema@.receive(text, text, interval)
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- Event contracts ---------------------------------------------------------------
+--
+-- One row per event type: its JSON Schema (draft-07), the topic a publish()
+-- with a NULL topic goes to, a deprecation date, and for a type published
+-- side by side with another during a migration, the type it is derived from
+-- and the function that maps the payload.  Registered, changed and dropped
+-- through register_event_type() and drop_event_type() only; publishers and
+-- consumers read it.
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'outbox_admin') THEN
+        CREATE ROLE outbox_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+GRANT USAGE ON SCHEMA @extschema@ TO outbox_admin;
+
+CREATE TABLE @extschema@.event_types (
+    event_type       text COLLATE "C" NOT NULL,
+    topic            text,
+    schema           jsonb,
+    description      text,
+    deprecated_after timestamptz,
+    derived_from     text COLLATE "C",
+    derive_with      regprocedure,
+    created_at       timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL,
+    CONSTRAINT event_types_pkey PRIMARY KEY (event_type),
+    CONSTRAINT event_types_derivation CHECK ((derived_from IS NULL) = (derive_with IS NULL))
+);
+-- finds the types derived from the one being published
+CREATE INDEX event_types_derived_from_idx ON @extschema@.event_types (derived_from)
+    WHERE derived_from IS NOT NULL;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_types', '');
+
+COMMENT ON TABLE @extschema@.event_types IS
+    'Registered event types: the contract publish() checks (outbox.register_event_type)';
+COMMENT ON COLUMN @extschema@.event_types.event_type IS 'ce_type, by convention {domain}.{action}.v{N}';
+COMMENT ON COLUMN @extschema@.event_types.topic IS 'Kafka topic of a publish() whose topic is NULL';
+COMMENT ON COLUMN @extschema@.event_types.schema IS 'JSON Schema (draft-07) every payload must match; NULL for none';
+COMMENT ON COLUMN @extschema@.event_types.description IS 'What the event means, for people';
+COMMENT ON COLUMN @extschema@.event_types.deprecated_after IS 'After this time publishing it warns or fails (outbox.deprecated_types)';
+COMMENT ON COLUMN @extschema@.event_types.derived_from IS 'Event type whose publish() also publishes this one';
+COMMENT ON COLUMN @extschema@.event_types.derive_with IS 'Function (jsonb) RETURNS jsonb mapping the source payload to this type''s';
+COMMENT ON COLUMN @extschema@.event_types.created_at IS 'When the type was first registered';
+COMMENT ON COLUMN @extschema@.event_types.updated_at IS 'When its registration last changed';
+
+REVOKE ALL ON @extschema@.event_types FROM PUBLIC;
+GRANT SELECT ON @extschema@.event_types TO outbox_publisher, outbox_consumer, outbox_admin;
+
+CREATE FUNCTION @extschema@.register_event_type(
+    event_type       text,
+    schema           jsonb DEFAULT NULL,
+    topic            text DEFAULT NULL,
+    deprecated_after timestamptz DEFAULT NULL,
+    derived_from     text DEFAULT NULL,
+    derive_with      regprocedure DEFAULT NULL,
+    description      text DEFAULT NULL)
+RETURNS void
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_register_event_type';
+COMMENT ON FUNCTION @extschema@.register_event_type(text, jsonb, text, timestamptz, text, regprocedure, text) IS
+    'Registers an event type, or changes it when its consumers keep working';
+
+CREATE FUNCTION @extschema@.drop_event_type(event_type text)
+RETURNS boolean
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_drop_event_type';
+COMMENT ON FUNCTION @extschema@.drop_event_type(text) IS
+    'Removes an event type from the registry; false when it was not registered';
+
+CREATE FUNCTION @extschema@.event_schema(event_type text)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT t.schema FROM @extschema@.event_types t
+     WHERE t.event_type OPERATOR(pg_catalog.=) event_schema.event_type;
+END;
+COMMENT ON FUNCTION @extschema@.event_schema(text) IS
+    'The JSON Schema of a registered event type, or NULL';
+
+REVOKE ALL ON FUNCTION @extschema@.register_event_type(text, jsonb, text, timestamptz, text, regprocedure, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.drop_event_type(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.event_schema(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.register_event_type(text, jsonb, text, timestamptz, text, regprocedure, text) TO outbox_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.drop_event_type(text) TO outbox_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.event_schema(text) TO outbox_publisher, outbox_consumer, outbox_admin;

@@ -36,6 +36,7 @@
 #include "utils/uuid.h"
 
 #include "inbox.h"
+#include "jsonformat.h"
 #include "outbox.h"
 #include "spiutil.h"
 
@@ -104,29 +105,6 @@ inbox_consumer_arg(FunctionCallInfo fcinfo)
 }
 
 /*
- * True when s (len bytes) is a UUID in its 8-4-4-4-12 hexadecimal form.
- */
-static bool
-inbox_looks_like_uuid(const char *s, int len)
-{
-	int			i;
-
-	if (len != 36)
-		return false;
-	for (i = 0; i < len; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
-}
-
-/*
  * The event_id argument as the uuid stored in the inbox: a uuid as is; text
  * in UUID form parsed; any other text mapped to a version 3 (MD5) UUID.
  */
@@ -159,7 +137,7 @@ inbox_event_id_arg(FunctionCallInfo fcinfo, bool is_text)
 				 errmsg("event_id is too long"),
 				 errdetail("An event id has at most %d bytes; this one has %d.",
 						   OUTBOX_MAX_EVENT_ID_LEN, len)));
-	if (inbox_looks_like_uuid(s, len))
+	if (outbox_json_format_check(JSON_FORMAT_UUID, s, len))
 		return DirectFunctionCall1(uuid_in, CStringGetDatum(text_to_cstring(t)));
 
 	uuid = palloc(sizeof(pg_uuid_t));

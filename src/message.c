@@ -41,6 +41,14 @@ static const char *const outbox_reserved_headers[] = {
 	"ce_datacontenttype", "content-type", "traceparent", NULL
 };
 
+/*
+ * Header names outbox writes into a row's headers column itself, so the
+ * relay sends them as they are: ce_derivedfrom, the event id a derived
+ * event was derived from.  (ce_dataschema is refused from callers only for
+ * registered types with a schema, where publish() sets it: publish.c.)
+ */
+static const char *const outbox_stored_headers[] = {"ce_derivedfrom", NULL};
+
 /* A prefix kept for headers outbox adds itself (dead-letter forwarding) */
 #define OUTBOX_RESERVED_HEADER_PREFIX "x-outbox-"
 
@@ -71,6 +79,33 @@ outbox_headers_walk(Jsonb *headers, OutboxHeaderFn fn, void *arg)
 	}
 }
 
+/* True when name (len bytes) is one of names, compared without case */
+static bool
+message_name_in(const char *const *names, const char *name, int len)
+{
+	int			i;
+
+	for (i = 0; names[i] != NULL; i++)
+	{
+		if (len == (int) strlen(names[i]) && pg_strncasecmp(name, names[i], len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * True for a header the relay builds from the row's columns, or one under
+ * outbox's own prefix: a row's headers column may not repeat them.
+ */
+static bool
+message_header_is_built(const char *name, int len)
+{
+	int			plen = strlen(OUTBOX_RESERVED_HEADER_PREFIX);
+
+	return message_name_in(outbox_reserved_headers, name, len) ||
+		(len >= plen && pg_strncasecmp(name, OUTBOX_RESERVED_HEADER_PREFIX, plen) == 0);
+}
+
 /*
  * True for a header name a caller may not set: one outbox sets itself, or
  * one under outbox's own prefix.  Case does not matter: Kafka header names
@@ -79,16 +114,59 @@ outbox_headers_walk(Jsonb *headers, OutboxHeaderFn fn, void *arg)
 bool
 outbox_header_is_reserved(const char *name, int len)
 {
-	int			plen = strlen(OUTBOX_RESERVED_HEADER_PREFIX);
-	int			i;
+	return message_header_is_built(name, len) ||
+		message_name_in(outbox_stored_headers, name, len);
+}
 
-	for (i = 0; outbox_reserved_headers[i] != NULL; i++)
+/* outbox_headers_walk callback of outbox_headers_has */
+static void
+message_find_header(const char *name, int name_len, JsonbValue *v, void *arg)
+{
+	const char **wanted = (const char **) arg;
+
+	if (*wanted != NULL && (int) strlen(*wanted) == name_len &&
+		pg_strncasecmp(name, *wanted, name_len) == 0)
+		*wanted = NULL;
+}
+
+/* True when headers has a header of that name, compared without case */
+bool
+outbox_headers_has(Jsonb *headers, const char *name)
+{
+	const char *wanted = name;
+
+	outbox_headers_walk(headers, message_find_header, &wanted);
+	return wanted == NULL;
+}
+
+/*
+ * headers (NULL for none) with one more header, name: value.  For the
+ * headers outbox stores in the row itself (ce_dataschema, ce_derivedfrom).
+ */
+Jsonb *
+outbox_headers_add(Jsonb *headers, const char *name, const char *value)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (headers != NULL)
 	{
-		if (len == (int) strlen(outbox_reserved_headers[i]) &&
-			pg_strncasecmp(name, outbox_reserved_headers[i], len) == 0)
-			return true;
+		JsonbIterator *it = JsonbIteratorInit(&headers->root);
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_END_OBJECT)
+			(void) pushJsonbValue(&state, tok, tok == WJB_BEGIN_OBJECT ? NULL : &v);
 	}
-	return len >= plen && pg_strncasecmp(name, OUTBOX_RESERVED_HEADER_PREFIX, plen) == 0;
+	else
+		(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	v.type = jbvString;
+	v.val.string.val = (char *) name;
+	v.val.string.len = strlen(name);
+	(void) pushJsonbValue(&state, WJB_KEY, &v);
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
 /*
@@ -219,7 +297,7 @@ message_add_caller_header(const char *name, int name_len, JsonbValue *v,
 	size_t		vlen;
 	const char *value;
 
-	if (v->type != jbvString || outbox_header_is_reserved(name, name_len))
+	if (v->type != jbvString || message_header_is_built(name, name_len))
 		return;
 	vlen = v->val.string.len;
 	value = message_utf8(pnstrdup(v->val.string.val, vlen), &vlen);

@@ -47,6 +47,8 @@ typedef void (*OutboxHeaderFn) (const char *name, int name_len,
 
 extern void outbox_headers_walk(Jsonb *headers, OutboxHeaderFn fn, void *arg);
 extern bool outbox_header_is_reserved(const char *name, int len);
+extern bool outbox_headers_has(Jsonb *headers, const char *name);
+extern Jsonb *outbox_headers_add(Jsonb *headers, const char *name, const char *value);
 extern bool outbox_traceparent_is_valid(const char *s, int len);
 extern void outbox_message_build(OutboxMessage *msg, const Datum *values,
 								 const bool *nulls, const char *default_source);

@@ -41,6 +41,16 @@ int			outbox_inbox_ttl = 7 * 24 * 3600;
 int			outbox_purge_interval = 60000;
 int			outbox_purge_batch_size = 10000;
 bool		outbox_commit_order = false;
+bool		outbox_require_registered_types = false;
+int			outbox_deprecated_types = OUTBOX_DEPRECATED_WARN;
+char	   *outbox_schema_uri_prefix = NULL;
+
+static const struct config_enum_entry outbox_deprecated_types_options[] = {
+	{"warn", OUTBOX_DEPRECATED_WARN, false},
+	{"error", OUTBOX_DEPRECATED_ERROR, false},
+	{"allow", OUTBOX_DEPRECATED_ALLOW, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -139,6 +149,31 @@ check_backoff_max(int *newval, void **extra, GucSource source)
 /*
  * Define every outbox.* setting.
  */
+/*
+ * outbox.schema_uri_prefix: printable ASCII without spaces, so that prefix
+ * plus event type can be a URI (RFC 3986 allows no space or control byte).
+ */
+static bool
+outbox_check_schema_uri_prefix(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	for (p = *newval; *p; p++)
+	{
+		if (*p <= ' ' || *p >= 0x7f)
+		{
+			GUC_check_errdetail("The prefix may hold only printable ASCII characters other than space.");
+			return false;
+		}
+	}
+	if (strlen(*newval) > 512)
+	{
+		GUC_check_errdetail("The prefix may have at most 512 bytes.");
+		return false;
+	}
+	return true;
+}
+
 static void
 outbox_define_settings(void)
 {
@@ -277,6 +312,31 @@ outbox_define_settings(void)
 							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("outbox.require_registered_types",
+							 gettext_noop("Refuses to publish an event type that is not in outbox.event_types."),
+							 gettext_noop("Off: the registry is opt-in, and unregistered types publish unchecked."),
+							 &outbox_require_registered_types,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("outbox.deprecated_types",
+							 gettext_noop("What publishing an event type after its deprecation date does: warn, error or allow."),
+							 NULL,
+							 &outbox_deprecated_types,
+							 OUTBOX_DEPRECATED_WARN,
+							 outbox_deprecated_types_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.schema_uri_prefix",
+							   gettext_noop("Prefix of the ce_dataschema header of a registered event type; the event type follows it."),
+							   gettext_noop("Empty: no ce_dataschema header."),
+							   &outbox_schema_uri_prefix,
+							   "urn:outbox:schema:",
+							   PGC_SUSET, 0,
+							   outbox_check_schema_uri_prefix, NULL, NULL);
 
 	MarkGUCPrefixReserved("outbox");
 }

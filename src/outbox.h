@@ -40,6 +40,17 @@ extern int	outbox_inbox_ttl;
 extern int	outbox_purge_interval;
 extern int	outbox_purge_batch_size;
 extern bool outbox_commit_order;
+extern bool outbox_require_registered_types;
+extern int	outbox_deprecated_types;
+extern char *outbox_schema_uri_prefix;
+
+/* Values of outbox.deprecated_types */
+typedef enum OutboxDeprecatedTypes
+{
+	OUTBOX_DEPRECATED_WARN,
+	OUTBOX_DEPRECATED_ERROR,
+	OUTBOX_DEPRECATED_ALLOW
+}			OutboxDeprecatedTypes;
 
 /* Background worker entry points, named in bgw_function_name */
 extern PGDLLEXPORT void outbox_launcher_main(Datum main_arg);
@@ -57,6 +68,7 @@ extern void outbox_ddl_init(void);
 /* publish.c */
 extern void outbox_wake_relay_at_commit(void);
 extern void outbox_wake_launcher_at_commit(void);
+extern void outbox_check_topic(text *topic);
 
 /* Raise a clear error when a SQL function runs without the preloaded library */
 extern void outbox_require_preload(void);

@@ -23,6 +23,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "catalog/objectaccess.h"
@@ -35,10 +36,14 @@
 #include "miscadmin.h"
 #include "storage/lock.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/regproc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -46,6 +51,7 @@
 #include "horizon.h"
 #include "outbox.h"
 #include "message.h"
+#include "registry.h"
 #include "scan.h"
 #include "shmem.h"
 
@@ -165,7 +171,7 @@ outbox_new_uuid_v7(void)
 /*
  * A Kafka topic name: 1 to 249 characters of [a-zA-Z0-9._-], not "." or "..".
  */
-static void
+void
 outbox_check_topic(text *topic)
 {
 	const char *s = VARDATA_ANY(topic);
@@ -215,7 +221,7 @@ outbox_check_header(const char *name, int name_len, JsonbValue *v, void *arg)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("header name \"%s\" is reserved by outbox",
 						pnstrdup(name, name_len)),
-				 errdetail("outbox sets ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type and traceparent itself, and keeps ce_datacontenttype and names starting with x-outbox- (compared without regard to case)."),
+				 errdetail("outbox sets ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type, traceparent and ce_derivedfrom itself, and keeps ce_datacontenttype and names starting with x-outbox- (compared without regard to case)."),
 				 errhint("Use the event_type, source or traceparent argument; other ce_* extension attributes may be given.")));
 	if (v->type != jbvString)
 		ereport(ERROR,
@@ -359,70 +365,171 @@ outbox_lock_key(text *topic, text *key)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
+/* One event to write, and what publish() checked about it */
+typedef struct PublishEvent
+{
+	text	   *topic;
+	bytea	   *value;			/* NULL: a tombstone */
+	Jsonb	   *headers;		/* NULL: none */
+	text	   *event_type;		/* NULL: none */
+	pg_uuid_t  *event_id;
+} PublishEvent;
+
 /*
- * The work shared by publish() and publish_binary(): argument positions are
- * the same in both (topic, payload, key, headers, event_type, source,
- * traceparent[, content_type]); value is the payload's bytes or NULL.
+ * The error of a payload that does not match the schema of its event type:
+ * every violation, with its JSON pointer, up to a readable number.
  */
-static Datum
-outbox_publish_common(FunctionCallInfo fcinfo, bytea *value,
-					  const char *content_type)
+static void
+outbox_check_payload(OutboxEventType *t, Jsonb *payload, bool derived)
+{
+	StringInfoData violations;
+	int			n;
+
+	initStringInfo(&violations);
+	n = outbox_schema_validate(t->schema, payload, &violations,
+							   OUTBOX_SCHEMA_MAX_VIOLATIONS);
+	if (n == 0)
+		return;
+	if (n > OUTBOX_SCHEMA_MAX_VIOLATIONS)
+		appendStringInfo(&violations, "; and %d more", n - OUTBOX_SCHEMA_MAX_VIOLATIONS);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 derived ?
+			 errmsg("payload derived for event type \"%s\" does not match its schema", t->name) :
+			 errmsg("payload does not match the schema of event type \"%s\"", t->name),
+			 errdetail_internal("%s", violations.data)));
+}
+
+/* True once the transaction's time is past t's deprecation date */
+static bool
+outbox_is_deprecated(OutboxEventType *t)
+{
+	return t->has_deprecation &&
+		GetCurrentTransactionStartTimestamp() > t->deprecated_after;
+}
+
+/*
+ * Publishing a deprecated type: a WARNING, an ERROR, or nothing, as
+ * outbox.deprecated_types says, naming the successor when one is
+ * registered.
+ */
+static void
+outbox_check_deprecation(OutboxEventType *t)
+{
+	char	   *successor;
+
+	if (outbox_deprecated_types == OUTBOX_DEPRECATED_ALLOW || !outbox_is_deprecated(t))
+		return;
+	successor = outbox_registry_successor(t->name);
+	ereport(outbox_deprecated_types == OUTBOX_DEPRECATED_ERROR ? ERROR : WARNING,
+			(errcode(outbox_deprecated_types == OUTBOX_DEPRECATED_ERROR ?
+					 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE :
+					 ERRCODE_WARNING_DEPRECATED_FEATURE),
+			 errmsg("event type \"%s\" is deprecated since %s", t->name,
+					timestamptz_to_str(t->deprecated_after)),
+			 successor ?
+			 errhint("Publish \"%s\" instead.", successor) :
+			 errhint("No later version of it is registered.")));
+}
+
+/* The bytes of a JSON payload as sent: its text, in UTF-8 (RFC 8259) */
+static bytea *
+outbox_json_value(Jsonb *payload)
+{
+	char	   *json = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
+	bytea	   *value;
+	int			len;
+
+	json = pg_server_to_any(json, strlen(json), PG_UTF8);
+	len = strlen(json);
+	value = palloc(VARHDRSZ + len);
+	SET_VARSIZE(value, VARHDRSZ + len);
+	memcpy(VARDATA(value), json, len);
+	return value;
+}
+
+/*
+ * The payload of derived type d for a source payload: d's function,
+ * called as the caller (its EXECUTE right checked: fmgr does not) with
+ * search_path pinned, so the function resolves no name the caller's
+ * search_path could redirect.
+ */
+static Jsonb *
+outbox_derive(OutboxEventType *d, Jsonb *payload)
+{
+	LOCAL_FCINFO(call, 1);
+	FmgrInfo	flinfo;
+	AclResult	aclresult;
+	Datum		result;
+	int			nest;
+
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(d->derive_with)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the derive_with function of event type \"%s\" no longer exists", d->name),
+				 errhint("Register the type again with a function, or drop it.")));
+	aclresult = pg_proc_aclcheck(d->derive_with, GetUserId(), ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(d->derive_with));
+
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	fmgr_info(d->derive_with, &flinfo);
+	InitFunctionCallInfoData(*call, &flinfo, 1, InvalidOid, NULL, NULL);
+	call->args[0].value = JsonbPGetDatum(payload);
+	call->args[0].isnull = false;
+	result = FunctionCallInvoke(call);
+	AtEOXact_GUC(true, nest);
+	if (call->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the derive_with function of event type \"%s\" returned NULL", d->name),
+				 errhint("%s must return the payload of \"%s\".",
+						 format_procedure(d->derive_with), d->name)));
+	return DatumGetJsonbP(result);
+}
+
+/*
+ * Write one event: the row of ev, with key, source and traceparent from
+ * the call's arguments.
+ */
+static void
+outbox_write_event(FunctionCallInfo fcinfo, PublishEvent *ev,
+				   const char *content_type)
 {
 	Datum		values[EV_NATTS];
 	bool		nulls[EV_NATTS];
-	text	   *topic;
-	Size		size = 0;
-	pg_uuid_t  *event_id;
 	int			i;
-
-	outbox_require_preload();
-	/* the insert below bypasses the executor, so check what it would */
-	PreventCommandIfReadOnly("outbox.publish()");
-	PreventCommandDuringRecovery("outbox.publish()");
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("topic must not be null")));
-	topic = PG_GETARG_TEXT_PP(0);
-	outbox_check_topic(topic);
-
-	if (value != NULL)
-		size += VARSIZE_ANY_EXHDR(value);
-	if (!PG_ARGISNULL(2))
-		size += VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(2));
-	if (!PG_ARGISNULL(3))
-		size += outbox_check_headers(PG_GETARG_JSONB_P(3));
-	outbox_check_optional_text(fcinfo, 4, "event_type", OUTBOX_MAX_ATTR_LEN);
-	outbox_check_optional_text(fcinfo, 5, "source", OUTBOX_MAX_ATTR_LEN);
-	if (!PG_ARGISNULL(6))
-		outbox_check_traceparent(PG_GETARG_TEXT_PP(6));
-	if (size > (Size) outbox_max_message_size)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("payload is too large for a Kafka message"),
-				 errdetail("payload, key and headers take %zu bytes; outbox.max_message_size is %d.",
-						   size, outbox_max_message_size)));
 
 	for (i = 0; i < EV_NATTS; i++)
 		nulls[i] = true;
-
-	event_id = outbox_new_uuid_v7();
-	values[EV_EVENT_ID - 1] = UUIDPGetDatum(event_id);
+	values[EV_EVENT_ID - 1] = UUIDPGetDatum(ev->event_id);
 	nulls[EV_EVENT_ID - 1] = false;
-	values[EV_TOPIC - 1] = PointerGetDatum(topic);
+	values[EV_TOPIC - 1] = PointerGetDatum(ev->topic);
 	nulls[EV_TOPIC - 1] = false;
 	if (!PG_ARGISNULL(2))
 	{
 		values[EV_KEY - 1] = PG_GETARG_DATUM(2);
 		nulls[EV_KEY - 1] = false;
 	}
-	if (value != NULL)
+	if (ev->value != NULL)
 	{
-		values[EV_PAYLOAD - 1] = PointerGetDatum(value);
+		values[EV_PAYLOAD - 1] = PointerGetDatum(ev->value);
 		nulls[EV_PAYLOAD - 1] = false;
 	}
-	for (i = 3; i <= 6; i++)
+	if (ev->headers != NULL)
+	{
+		values[EV_HEADERS - 1] = JsonbPGetDatum(ev->headers);
+		nulls[EV_HEADERS - 1] = false;
+	}
+	if (ev->event_type != NULL)
+	{
+		values[EV_EVENT_TYPE - 1] = PointerGetDatum(ev->event_type);
+		nulls[EV_EVENT_TYPE - 1] = false;
+	}
+	for (i = 5; i <= 6; i++)
 	{
 		if (!PG_ARGISNULL(i))
 		{
@@ -438,11 +545,201 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value,
 	nulls[EV_ATTEMPTS - 1] = false;
 
 	if (outbox_commit_order && !PG_ARGISNULL(2))
-		outbox_lock_key(topic, PG_GETARG_TEXT_PP(2));
-	outbox_wake_relay_at_commit();
+		outbox_lock_key(ev->topic, PG_GETARG_TEXT_PP(2));
 	outbox_insert_event(values, nulls);
+}
 
-	PG_RETURN_UUID_P(event_id);
+/* payload, key and headers must fit in a Kafka message */
+static void
+outbox_check_size(FunctionCallInfo fcinfo, PublishEvent *ev, Size headers_size)
+{
+	Size		size = headers_size;
+
+	if (ev->value != NULL)
+		size += VARSIZE_ANY_EXHDR(ev->value);
+	if (!PG_ARGISNULL(2))
+		size += VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(2));
+	if (size > (Size) outbox_max_message_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("payload is too large for a Kafka message"),
+				 errdetail("payload, key and headers take %zu bytes; outbox.max_message_size is %d.",
+						   size, outbox_max_message_size)));
+}
+
+/* headers plus the ce_dataschema of a type with a schema, when configured */
+static Jsonb *
+outbox_add_dataschema(Jsonb *headers, OutboxEventType *t, Size *size)
+{
+	Jsonb	   *own;
+
+	if (t->schema == NULL || outbox_schema_uri_prefix == NULL ||
+		outbox_schema_uri_prefix[0] == '\0')
+		return headers;
+	own = outbox_registry_dataschema(t, outbox_schema_uri_prefix);
+	*size += strlen("ce_dataschema") + strlen(outbox_schema_uri_prefix) + strlen(t->name);
+	if (headers == NULL)
+		return own;
+	return outbox_headers_add(headers, "ce_dataschema",
+							  psprintf("%s%s", outbox_schema_uri_prefix, t->name));
+}
+
+/*
+ * The events a registered source type's publish() also writes: one per
+ * derived type not past its deprecation date, in the registry's order.
+ */
+static List *
+outbox_derived_events(FunctionCallInfo fcinfo, OutboxEventType *source,
+					  PublishEvent *src, Jsonb *payload, Size caller_headers_size)
+{
+	List	   *derived = outbox_registry_derived(source);
+	List	   *events = NIL;
+	ListCell   *lc;
+	char	   *src_id = NULL;
+
+	foreach(lc, derived)
+	{
+		OutboxEventType *d = lfirst(lc);
+		PublishEvent *ev;
+		Size		size = caller_headers_size;
+
+		if (outbox_is_deprecated(d))
+			continue;
+		if (payload == NULL && src->value != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event type \"%s\" has derived types, which need a JSON payload",
+							source->name),
+					 errhint("Publish it with outbox.publish().")));
+		if (src_id == NULL)
+			src_id = DatumGetCString(DirectFunctionCall1(uuid_out,
+														 UUIDPGetDatum(src->event_id)));
+		ev = palloc0(sizeof(PublishEvent));
+		ev->topic = d->topic ? cstring_to_text(d->topic) : src->topic;
+		ev->event_type = cstring_to_text(d->name);
+		ev->event_id = outbox_new_uuid_v7();
+		/* a tombstone stays a tombstone: no payload to map */
+		if (payload != NULL)
+		{
+			Jsonb	   *mapped = outbox_derive(d, payload);
+
+			if (d->schema != NULL)
+				outbox_check_payload(d, mapped, true);
+			ev->value = outbox_json_value(mapped);
+		}
+		ev->headers = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+		ev->headers = outbox_headers_add(ev->headers, "ce_derivedfrom", src_id);
+		size += strlen("ce_derivedfrom") + strlen(src_id);
+		ev->headers = outbox_add_dataschema(ev->headers, d, &size);
+		outbox_check_size(fcinfo, ev, size);
+		events = lappend(events, ev);
+	}
+	return events;
+}
+
+/*
+ * The work shared by publish() and publish_binary(): argument positions are
+ * the same in both (topic, payload, key, headers, event_type, source,
+ * traceparent[, content_type]); value is the payload's bytes or NULL, and
+ * payload the jsonb it came from (publish() only).
+ *
+ * A registered event type: the topic defaults to the registry's, the
+ * payload must match the type's schema, a deprecated type warns or fails,
+ * and each derived type gets an event of its own, written after this one.
+ * Everything is checked before anything is written.
+ */
+static Datum
+outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
+					  const char *content_type)
+{
+	PublishEvent ev;
+	OutboxEventType *type = NULL;
+	List	   *derived = NIL;
+	ListCell   *lc;
+	Size		headers_size = 0;
+	Size		caller_headers_size = 0;
+
+	outbox_require_preload();
+	/* the insert below bypasses the executor, so check what it would */
+	PreventCommandIfReadOnly("outbox.publish()");
+	PreventCommandDuringRecovery("outbox.publish()");
+
+	memset(&ev, 0, sizeof(ev));
+	outbox_check_optional_text(fcinfo, 4, "event_type", OUTBOX_MAX_ATTR_LEN);
+	if (!PG_ARGISNULL(4))
+	{
+		ev.event_type = PG_GETARG_TEXT_PP(4);
+		type = outbox_registry_lookup(text_to_cstring(ev.event_type));
+	}
+	if (type == NULL && outbox_require_registered_types)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 ev.event_type == NULL ?
+				 errmsg("event_type must be given") :
+				 errmsg("event type \"%s\" is not registered",
+						text_to_cstring(ev.event_type)),
+				 errdetail("outbox.require_registered_types is on."),
+				 errhint("Register it with outbox.register_event_type().")));
+
+	if (!PG_ARGISNULL(0))
+		ev.topic = PG_GETARG_TEXT_PP(0);
+	else if (type != NULL && type->topic != NULL)
+		ev.topic = cstring_to_text(type->topic);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topic must not be null"),
+				 type != NULL ?
+				 errdetail("Event type \"%s\" is registered without a topic.", type->name) : 0,
+				 errhint("Pass a topic, or register the event type with one.")));
+	outbox_check_topic(ev.topic);
+
+	if (!PG_ARGISNULL(3))
+	{
+		caller_headers_size = outbox_check_headers(PG_GETARG_JSONB_P(3));
+		ev.headers = PG_GETARG_JSONB_P(3);
+	}
+	headers_size = caller_headers_size;
+	outbox_check_optional_text(fcinfo, 5, "source", OUTBOX_MAX_ATTR_LEN);
+	if (!PG_ARGISNULL(6))
+		outbox_check_traceparent(PG_GETARG_TEXT_PP(6));
+	ev.value = value;
+
+	if (type != NULL)
+	{
+		outbox_check_deprecation(type);
+		if (type->schema != NULL)
+		{
+			if (value != NULL && payload == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("event type \"%s\" has a JSON schema; its payload cannot be checked as bytes",
+								type->name),
+						 errhint("Publish it with outbox.publish().")));
+			if (ev.headers != NULL &&
+				outbox_headers_has(ev.headers, "ce_dataschema"))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("header name \"ce_dataschema\" is set by outbox for event type \"%s\"",
+								type->name),
+						 errdetail("A registered event type with a schema carries ce_dataschema = outbox.schema_uri_prefix followed by its name.")));
+			if (payload != NULL)
+				outbox_check_payload(type, payload, false);
+			ev.headers = outbox_add_dataschema(ev.headers, type, &headers_size);
+		}
+	}
+	outbox_check_size(fcinfo, &ev, headers_size);
+
+	ev.event_id = outbox_new_uuid_v7();
+	if (type != NULL)
+		derived = outbox_derived_events(fcinfo, type, &ev, payload, caller_headers_size);
+
+	outbox_wake_relay_at_commit();
+	outbox_write_event(fcinfo, &ev, content_type);
+	foreach(lc, derived)
+		outbox_write_event(fcinfo, lfirst(lc), content_type);
+
+	PG_RETURN_UUID_P(ev.event_id);
 }
 
 /*
@@ -454,23 +751,10 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value,
 Datum
 outbox_publish(PG_FUNCTION_ARGS)
 {
-	bytea	   *value = NULL;
+	Jsonb	   *payload = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 
-	if (!PG_ARGISNULL(1))
-	{
-		Jsonb	   *payload = PG_GETARG_JSONB_P(1);
-		char	   *json = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
-		int			len;
-
-		/* JSON on the wire is UTF-8 (RFC 8259), whatever the database's encoding */
-		json = pg_server_to_any(json, strlen(json), PG_UTF8);
-		len = strlen(json);
-
-		value = palloc(VARHDRSZ + len);
-		SET_VARSIZE(value, VARHDRSZ + len);
-		memcpy(VARDATA(value), json, len);
-	}
-	return outbox_publish_common(fcinfo, value, "application/json");
+	return outbox_publish_common(fcinfo, payload ? outbox_json_value(payload) : NULL,
+								 payload, "application/json");
 }
 
 /*
@@ -491,7 +775,7 @@ outbox_publish_binary(PG_FUNCTION_ARGS)
 		outbox_check_optional_text(fcinfo, 7, "content_type", OUTBOX_MAX_ATTR_LEN);
 		content_type = text_to_cstring(PG_GETARG_TEXT_PP(7));
 	}
-	return outbox_publish_common(fcinfo, value, content_type);
+	return outbox_publish_common(fcinfo, value, NULL, content_type);
 }
 
 /*

@@ -12,7 +12,7 @@ export PG_CONFIG
 
 OUTBOX_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev
     kcat libipc-run-perl libjson-pp-perl python3 python3-kafka python3-confluent-kafka
-    python3-psycopg2 ${OUTBOX_EXTRA_PACKAGES:-}"
+    python3-psycopg2 json-schema-test-suite ${OUTBOX_EXTRA_PACKAGES:-}"
 
 if [ "$(id -u)" != 0 ]; then
     echo "run this as root: it installs packages and runs PostgreSQL as the postgres user" >&2

@@ -4,7 +4,7 @@ left in a directory (machine.json, sections.json, drain_single.json,
 drain_fresh.json, drain_small.json, latency_outbox.json, latency_bare.json,
 publish.json, compare_{poll,bare1,bare5,bareb}.json, inbox_calls.json,
 inbox_purge_*.json, sustain_normal.json, xmin_drain.json, xmin_sustain.json,
-xmin_hold.json, memory_{small,big}.json, and errors_PHASE.txt: the ERROR
+xmin_hold.json, memory_{small,big}.json, contract.json, and errors_PHASE.txt: the ERROR
 lines PostgreSQL logged during a phase).  Only the sections listed in
 sections.json are printed and checked (1 and 2 when it is missing).
 Measures nothing itself.
@@ -728,6 +728,215 @@ def report_peers(d, failures, logged):
     print()
 
 
+# ---- 11. event contracts
+
+CONTRACT_LABELS = {'unregistered': 'unregistered type',
+                   'object': 'registered, {"type": "object"}',
+                   'ten': 'registered, ten properties',
+                   'ten_noheader': 'ten properties, no ce_dataschema'}
+
+
+def contract_side(runs, per):
+    """Runs of one variant (clock and backend CPU over `per` calls each) as
+    one: us per call over all its runs, CPU us per call, spread of the
+    runs' us per call."""
+    if not runs:
+        return None
+    n = sum(r[per] for r in runs)
+    us = [1e6 * r['seconds'] / r[per] for r in runs]
+    cpu = [r.get('backend_cpu_s') for r in runs]
+    mean = sum(us) / len(us)
+    return {'us': 1e6 * sum(r['seconds'] for r in runs) / n,
+            'cpu_us': (1e6 * sum(cpu) / n) if all(v is not None for v in cpu) else None,
+            'spread': (max(us) - min(us)) / mean if mean else None,
+            'by_round': {r['round']: r['seconds'] / r[per] for r in runs},
+            'rows': sum(r['rows'] for r in runs), 'ok': all(r['rows_ok'] for r in runs),
+            'runs': len(runs)}
+
+
+def per_round(side, base):
+    """The per-round ratios side/base, ascending (the runs of a round are
+    neighbours in time)."""
+    if side is None or base is None:
+        return []
+    return sorted(side['by_round'][k] / base['by_round'][k] for k in side['by_round']
+                  if k in base['by_round'] and base['by_round'][k])
+
+
+def median(v):
+    if not v:
+        return None
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def round_ratios(side, base):
+    """median (min-max) of the per-round ratios side/base."""
+    v = per_round(side, base)
+    if not v:
+        return '-'
+    return '%.2fx (%.2f-%.2f)' % (median(v), v[0], v[-1])
+
+
+def against(measured, target):
+    """Measured ratio against an upper bound, in words."""
+    if measured is None:
+        return 'not measured'
+    return '%.2fx, %s the %.2fx target' % (measured, 'within' if measured <= target else 'over',
+                                           target)
+
+
+def report_contract(d, failures, logged):
+    from benchlib import combine
+    r = load(d, 'contract')
+    errs = note_errors(d, 'contract', 'contract cost', logged)
+    if r is None:
+        failures.append('the contract-cost section left no result')
+        return
+    for run in r['calls_runs'] + r['pgbench_runs'] + r['loop_runs']:
+        if not run['rows_ok']:
+            failures.append('contract cost: %s run (round %d) left %d rows in outbox.events%s'
+                            % (run['variant'], run['round'], run['rows'],
+                               ', %d rejected' % run['rejected'] if 'rejected' in run else ''))
+    for what, runs in (('calls', r['calls_runs']), ('loop', r['loop_runs'])):
+        if not runs:
+            failures.append('contract cost: no %s runs' % what)
+
+    # 11a. one statement
+    groups, _ = group_runs(r['calls_runs'], lambda x: x['variant'])
+    variants = [v for v in CONTRACT_LABELS if v in groups]
+    sides = {v: contract_side(groups.get(v), 'events') for v in variants}
+    base = sides.get('unregistered')
+    ten_s = sides.get('ten')
+    rows = []
+    for v in variants:
+        s = sides[v]
+        if s is None:
+            rows.append([CONTRACT_LABELS[v]] + ['-'] * 8)
+            continue
+        rows.append([CONTRACT_LABELS[v], fmt(s['us'], 2), fmt(s['cpu_us'], 2),
+                     ratio(s['us'], base and base['us']),
+                     ratio(s['cpu_us'], base and base['cpu_us']),
+                     fmt(s['us'] - base['us'], 2) if base else '-',
+                     round_ratios(s, base) if v != 'unregistered' else '-',
+                     pct(s['spread']), fmt(s['rows']), 'ok' if s['ok'] else 'FAIL'])
+    table('11a. publish() per call in one statement: %s events per statement, %d runs per type'
+          % (fmt(r['events']), r['rounds']),
+          ['event type', 'us/event', 'CPU us/event', 'vs unregistered', 'CPU vs unreg.',
+           'extra us/event', 'round ratios: median (range)', 'spread', 'rows written', 'check'],
+          rows)
+    print("   SELECT count(outbox.publish('bench.contract', p.good, event_type => TYPE)) FROM")
+    print('   bench_contract.payloads p WHERE p.i <= %d: payloads built beforehand (~%.0f bytes of'
+          % (r['events'], r['payload_bytes']['good']))
+    print('   JSON, ten properties, varying with i), so publish() is all the statement costs.  One')
+    print('   session, which published every type once before (schemas compiled and cached then);')
+    print('   types alternating (A B C, C B A, ...); outbox.events truncated + CHECKPOINT before each.')
+    print('   us/event: client clock over all runs / events; CPU: the backend\'s utime + stime.  vs')
+    print('   unregistered: ratio of us/event; round ratios: of the runs of each round (neighbours')
+    print('   in time); spread: (max - min) / mean of the type\'s runs.  Ten-property schema:')
+    print('   integer minimum, number exclusiveMinimum, string maxLength, date-time, uuid, enum,')
+    print('   boolean, pattern, array of strings maxItems, nested object with required; 6 required,')
+    print('   additionalProperties false.  A registered type with a schema also gets a ce_dataschema')
+    print('   header (%s); no ce_dataschema: the ten type with'
+          % next((x for x in r['settings'].split(', ') if x.startswith('outbox.schema_uri_prefix')),
+                 'outbox.schema_uri_prefix'))
+    print("   outbox.schema_uri_prefix = '' in the session.")
+    print()
+
+    # 11b. pgbench
+    pg_groups, _ = group_runs(r['pgbench_runs'], lambda x: (x['sync_off'], x['variant']))
+    _, order = group_runs(r['pgbench_runs'], lambda x: x['sync_off'])
+    pg_ratio = {}
+    rows = []
+    for so in order:
+        side = {}
+        for v in ('unregistered', 'ten'):
+            g = pg_groups.get((so, v))
+            if not g:
+                side[v] = None
+                continue
+            c = combine(g)
+            c['us'] = 1e6 / c['tps'] if c['tps'] else None
+            cpu = [x.get('relay_cpu_s') for x in g]
+            c['relay_cpu'] = (sum(cpu) / (r['pgbench_seconds'] * len(g))
+                              if all(x is not None for x in cpu) else None)
+            c['rows'] = sum(x['rows'] for x in g)
+            c['ok'] = all(x['rows_ok'] for x in g)
+            side[v] = c
+        u, t = side['unregistered'], side['ten']
+        uu, tu = u and u['us'], t and t['us']
+        pg_ratio[so] = tu / uu if uu and tu else None
+        spread = max(x['spread'] for x in (u, t) if x) if (u or t) else None
+        rows.append(['off' if so else 'on', fmt(u and u['tps'], 0), fmt(uu, 1),
+                     fmt(t and t['tps'], 0), fmt(tu, 1), ratio(tu, uu),
+                     fmt(tu - uu, 1) if uu is not None and tu is not None else '-', pct(spread),
+                     '%s / %s' % (pct(u and u['relay_cpu']), pct(t and t['relay_cpu'])),
+                     fmt((u['rows'] if u else 0) + (t['rows'] if t else 0)),
+                     'ok' if u and t and u['ok'] and t['ok'] else 'FAIL'])
+    table('11b. One publish() per transaction: pgbench -M prepared, 1 client, %d x %d s per side'
+          % (r['pgbench_rounds'], r['pgbench_seconds']),
+          ['sync commit', 'unregistered tx/s', 'us/tx', 'ten properties tx/s', 'us/tx',
+           'ten / unregistered', 'extra us/tx', 'spread', 'relay CPU u / t', 'rows written',
+           'check'], rows)
+    print("   SELECT outbox.publish('bench.contract', p.good, event_type => TYPE) FROM bench_contract.")
+    print('   payloads p WHERE p.i = :i (i at random, autocommit); sides alternating as in 3.  ten /')
+    print('   unregistered: ratio of us/tx (1e6 / tx/s).  sync commit on: the WAL flush is most of a')
+    print('   transaction and its latency drifts on this machine, so that ratio is mostly noise; off:')
+    print('   synchronous_commit=off, the CPU cost without the WAL flush.  relay CPU: the paused')
+    print('   relay\'s CPU / run time.')
+    print()
+
+    # 11c. rejected vs accepted
+    groups, _ = group_runs(r['loop_runs'], lambda x: x['variant'])
+    sides = {v: contract_side(groups.get(v), 'calls') for v in ('accepted', 'rejected')}
+    acc = sides['accepted']
+    rows = []
+    for v in ('accepted', 'rejected'):
+        s = sides[v]
+        if s is None:
+            rows.append([v] + ['-'] * 8)
+            continue
+        caught = sum(x['rejected'] for x in groups[v])
+        rows.append([v, fmt(s['us'], 2), fmt(s['cpu_us'], 2), ratio(s['us'], acc and acc['us']),
+                     round_ratios(s, acc) if v != 'accepted' else '-', pct(s['spread']),
+                     fmt(s['rows']), fmt(caught), 'ok' if s['ok'] else 'FAIL'])
+    table('11c. Rejected vs accepted payloads, ten-property type: %s calls per loop, %d runs each'
+          % (fmt(r['calls']), r['rounds']),
+          ['payloads', 'us/call', 'CPU us/call', 'vs accepted', 'round ratios: median (range)',
+           'spread', 'rows written', '22023 caught', 'check'], rows)
+    print('   bench_contract.publish_loop(): a plpgsql FOR loop over the payloads, each publish() in')
+    print('   BEGIN ... EXCEPTION WHEN invalid_parameter_value THEN count END (a subtransaction on')
+    print('   both sides).  rejected: order_id a string and the required "customer" missing (two')
+    print('   violations, SQLSTATE 22023, nothing written).  Timed as 11a.')
+    print()
+
+    calls = ten_s['us'] / base['us'] if ten_s and base else None
+    calls_median = median(per_round(ten_s, base))
+    rej = sides['rejected']
+    rej_ratio = rej['us'] / acc['us'] if rej and acc else None
+    rej_median = median(per_round(rej, acc))
+    print('   Target (issue): publish() of a type registered with a ten-property schema costs at')
+    print('   most 1.30x publish() of an unregistered type; a rejected payload no more than 1.00x')
+    print('   an accepted one.  Measured:')
+    def line(label, v, target, note=''):
+        print('     %-55s %s%s' % (label + ':', against(v, target), note))
+
+    line('ten properties / unregistered, one statement (11a)', calls, 1.3)
+    if calls_median is not None:
+        line('  median of the rounds\' ratios', calls_median, 1.3)
+    if ten_s and base and ten_s['cpu_us'] and base['cpu_us']:
+        line('  backend CPU', ten_s['cpu_us'] / base['cpu_us'], 1.3)
+    for so in order:
+        line('ten properties / unregistered, pgbench, sync %s (11b)' % ('off' if so else 'on'),
+             pg_ratio.get(so), 1.3, '' if so else ' (WAL-flush bound)')
+    line('rejected / accepted (11c)', rej_ratio, 1.0)
+    if rej_median is not None:
+        line('  median of the rounds\' ratios', rej_median, 1.0)
+    if errs is not None:
+        print('   ERROR lines logged by PostgreSQL during the section: %d' % len(errs))
+    print()
+
+
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
@@ -846,6 +1055,8 @@ def main():
         report_outage(d, failures, logged)
     if 10 in sections:
         report_peers(d, failures, logged)
+    if 11 in sections:
+        report_contract(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))
@@ -859,7 +1070,7 @@ def main():
         return 1
     print('checks passed: each topic holds exactly the events published; nothing lost%s%s'
           % ('; nothing duplicated in the sustained runs' if sections & {6, 7} else '',
-             '; every benchmark table got exactly the rows written' if sections & {3, 5} else '')
+             '; every benchmark table got exactly the rows written' if sections & {3, 5, 11} else '')
           + ('; each purge removed exactly the expired rows' if 5 in sections else ''))
     return 0
 

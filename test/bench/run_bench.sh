@@ -105,12 +105,31 @@
 #     pgbench's tables in the same database) (test/bench/latency.py --mode
 #     outbox|pgq|logical).  The cluster runs with wal_level = logical for
 #     the logical relay's sake, whatever section runs.
+# 11. Event contracts: outbox.publish() of an event type registered with a
+#     JSON Schema (outbox.register_event_type()) against an unregistered
+#     type, payloads of ten properties built into a table beforehand
+#     (test/bench/contract_cost.py): (a) BENCH_CONTRACT_EVENTS publish()
+#     calls (default 100000) in one statement, for an unregistered type, a
+#     type registered with {"type": "object"}, one with a ten-property
+#     schema (formats, pattern, enum, nested object, additionalProperties
+#     false), and that one again without its ce_dataschema header; us/event
+#     by the clock and the backend's CPU, ratio to unregistered; (b) one
+#     publish() per transaction, pgbench -M prepared, 1 client, unregistered
+#     against ten properties, BENCH_PGBENCH_SECONDS per side in
+#     BENCH_PGBENCH_ROUNDS runs (and with synchronous_commit=off when
+#     BENCH_SYNC_OFF=1); (c) a plpgsql loop of BENCH_CONTRACT_CALLS
+#     publish() calls (default 50000), each in BEGIN ... EXCEPTION WHEN
+#     invalid_parameter_value, of valid payloads against payloads with two
+#     violations (rejected, SQLSTATE 22023); ratio rejected/accepted.  (a)
+#     and (c) run BENCH_CONTRACT_ROUNDS times per variant (default 4), the
+#     variants alternating; the relay is paused meanwhile and outbox.events
+#     must hold exactly the accepted rows after each run.  About 2 minutes.
 #
-# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10"; 4 and 7 take the
+# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10 11"; 4 and 7 take the
 # relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
 # minutes on 2 CPUs: 9 for 1 to 5, most of it filling and purging the
 # 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
-# the two sustained runs (BENCH_SUSTAIN_SECONDS).
+# the two sustained runs (BENCH_SUSTAIN_SECONDS); section 11 adds about 2.
 #
 # Everything runs on this machine: the test Kafka broker (test/kafka_broker,
 # librdkafka's mock cluster on loopback, one broker, 4 partitions per topic),
@@ -154,7 +173,7 @@ EVENTS=${BENCH_EVENTS:-1000000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
-SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10}
+SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10 11}
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
 PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2 32}
 PUB_BULK=${BENCH_PUBLISH_BULK:-200000}
@@ -175,6 +194,9 @@ OUTAGE_SECS=${BENCH_OUTAGE_SECONDS:-600}
 OUTAGE_EVENTS=${BENCH_OUTAGE_EVENTS:-100000}
 PEER_EVENTS=${BENCH_PEER_EVENTS:-1000000}
 PEER_LOAD_CLIENTS=${BENCH_PEER_LOAD_CLIENTS:-4}
+CONTRACT_EVENTS=${BENCH_CONTRACT_EVENTS:-100000}
+CONTRACT_CALLS=${BENCH_CONTRACT_CALLS:-50000}
+CONTRACT_ROUNDS=${BENCH_CONTRACT_ROUNDS:-4}
 TX_SIZE=100
 want() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
 SYNC_FLAG=""
@@ -553,6 +575,16 @@ for load in idle load; do
     if [ -n "$LOADER" ]; then kill "$LOADER" 2>/dev/null || true; wait "$LOADER" 2>/dev/null || true; fi
 done
 kill "$(cat $WORK/pgqd.pid)" 2>/dev/null || true
+fi
+
+if want 11; then
+step "event contracts: publish() of registered vs unregistered types, rejected vs accepted payloads"
+prepare_phase
+log_mark
+timeout 1800 $PY $BENCH_DIR/contract_cost.py --dsn "$DSN" --events "$CONTRACT_EVENTS" \
+    --calls "$CONTRACT_CALLS" --rounds "$CONTRACT_ROUNDS" --seconds "$PGB_SECS" \
+    --pgbench-rounds "$PGB_ROUNDS" $SYNC_FLAG > "$RES/contract.json"
+log_errors contract
 fi
 
 step "done"
