@@ -162,10 +162,22 @@ typedef struct JsCompiler
 	struct JsCompiler *metaschema;	/* the built-in draft-07 meta-schema's */
 } JsCompiler;
 
-/* State of one validation */
+/* One step down into the payload: a member's name, or an item's index */
+typedef struct JsStep
+{
+	const char *name;			/* NULL for an item */
+	int			len;			/* of the name, or the item's index */
+} JsStep;
+
+/*
+ * State of one validation.  The way down to the current value is kept as
+ * steps, turned into a JSON pointer only when a violation is recorded.
+ */
 typedef struct JsValidator
 {
-	StringInfoData path;
+	JsStep	   *steps;
+	int			depth;
+	int			maxdepth;
 	StringInfo	out;
 	int			max;
 	int			count;
@@ -1218,9 +1230,21 @@ js_fail(JsValidator *s, const char *fmt,...)
 		return false;
 	if (s->out != NULL && s->count < s->max)
 	{
+		StringInfoData path;
+		int			i;
+
 		if (s->count > 0)
 			appendStringInfoString(s->out, "; ");
-		appendStringInfo(s->out, "at %s: ", js_path_show(&s->path));
+		initStringInfo(&path);
+		for (i = 0; i < s->depth; i++)
+		{
+			if (s->steps[i].name != NULL)
+				js_path_push(&path, s->steps[i].name, s->steps[i].len);
+			else
+				js_path_push_index(&path, s->steps[i].len);
+		}
+		appendStringInfo(s->out, "at %s: ", js_path_show(&path));
+		pfree(path.data);
 		for (;;)
 		{
 			va_list		args;
@@ -1255,18 +1279,20 @@ static bool
 js_validate_at(JsValidator *s, JsNode *n, JsonbValue *v, const char *name,
 			   int len, int index)
 {
-	int			saved = s->path.len;
 	bool		ok;
 
 	if (s->silent > 0)
 		return js_validate(s, n, v);
-	if (name != NULL)
-		js_path_push(&s->path, name, len);
-	else
-		js_path_push_index(&s->path, index);
+	if (s->depth == s->maxdepth)
+	{
+		s->maxdepth *= 2;
+		s->steps = repalloc(s->steps, sizeof(JsStep) * s->maxdepth);
+	}
+	s->steps[s->depth].name = name;
+	s->steps[s->depth].len = name != NULL ? len : index;
+	s->depth++;
 	ok = js_validate(s, n, v);
-	s->path.len = saved;
-	s->path.data[saved] = '\0';
+	s->depth--;
 	return ok;
 }
 
@@ -1548,11 +1574,17 @@ js_validate(JsValidator *s, JsNode *n, JsonbValue *v)
 	if (n->ref != NULL)
 		return js_validate(s, n->ref, v);
 
-	type = js_type_of(v);
+	/* whether a number is an integer matters only to "type": "integer" */
+	if (v->type == jbvNumeric && (n->types & (JT_INTEGER | JT_NUMBER)) != JT_INTEGER)
+		type = JT_NUMBER;
+	else
+		type = js_type_of(v);
 	if (n->types != 0 &&
 		!(n->types & type) &&
 		!(type == JT_INTEGER && (n->types & JT_NUMBER)))
 	{
+		if (type == JT_NUMBER && v->type == jbvNumeric)
+			type = js_type_of(v);	/* "got integer" or "got number" */
 		ok = js_fail_type(s, n->types, type);
 		if (s->silent > 0)
 			return false;
@@ -1635,7 +1667,8 @@ outbox_schema_validate(JsonSchema *schema, Jsonb *doc, StringInfo violations, in
 	JsonbValue	root;
 
 	memset(&s, 0, sizeof(s));
-	initStringInfo(&s.path);
+	s.maxdepth = 16;
+	s.steps = palloc(sizeof(JsStep) * s.maxdepth);
 	s.out = violations;
 	s.max = max;
 	if (JB_ROOT_IS_SCALAR(doc))

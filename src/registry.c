@@ -29,13 +29,16 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation_d.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -271,18 +274,35 @@ OutboxEventType *
 outbox_registry_lookup(const char *name)
 {
 	Relation	rel;
+	Relation	index;
 	OutboxEventType *result = NULL;
 	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
 
 	if (strlen(name) > REGISTRY_MAX_NAME || (rel = registry_open(AccessShareLock)) == NULL)
 		return NULL;
-	ScanKeyInit(&key, ET_EVENT_TYPE, BTEqualStrategyNumber, F_TEXTEQ,
-				CStringGetTextDatum(name));
-	scan = systable_beginscan(rel, registry_pkey, true, registry_snapshot(), 1, &key);
-	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+
+	/*
+	 * A probe of the primary key, by hand rather than with
+	 * systable_beginscan(), whose end releases the index's lock: publish()
+	 * keeps it until the transaction ends, as it keeps the table's, so
+	 * that each call does not take it again.
+	 */
+	index = index_open(registry_pkey, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, registry_snapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		should_free;
+		HeapTuple	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
 		result = registry_entry_for(rel, tup, name);
+		if (should_free)
+			heap_freetuple(tup);
+	}
 	else if (registry_cache != NULL)
 	{
 		RegistryEntry *entry = hash_search(registry_cache, name, HASH_FIND, NULL);
@@ -294,7 +314,9 @@ outbox_registry_lookup(const char *name)
 			hash_search(registry_cache, name, HASH_REMOVE, NULL);
 		}
 	}
-	systable_endscan(scan);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
 	table_close(rel, NoLock);
 	return result;
 }
