@@ -128,6 +128,8 @@ SELECT outbox.register_event_type('x.v1', '{"$ref": "#"}');
 SELECT outbox.register_event_type('x.v1', '{"definitions": {"a": {"allOf": [{"$ref": "#/definitions/a"}]}}}');
 SELECT outbox.register_event_type('x.v1', '{"$schema": "http://json-schema.org/draft-04/schema#"}');
 SELECT outbox.register_event_type('x.v1', '{"dependencies": {"a": 1}}');
+-- a schema nested too deeply for the stack is an error, not a crash
+SELECT outbox.register_event_type('x.v1', (repeat('{"not": ', 10000) || '{}' || repeat('}', 10000))::jsonb);
 SELECT count(*) AS nothing_registered FROM outbox.event_types WHERE event_type = 'x.v1';
 -- annotations are accepted and ignored; definitions and $ref work
 SELECT outbox.register_event_type('annotated.v1', '{
@@ -185,6 +187,8 @@ CREATE FUNCTION shop.broken(p jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE
     AS $$ SELECT jsonb_build_object('amount', 'lots') $$;
 CREATE FUNCTION shop.nothing(p jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT NULL::jsonb $$;
 CREATE FUNCTION shop.wrong(p text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT NULL::jsonb $$;
+CREATE FUNCTION shop.raises(p jsonb) RETURNS jsonb LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'no V1 for order %', p->>'order_id'; END $$;
 SELECT outbox.register_event_type('order.placed.v1',
     '{"type": "object", "required": ["order", "amount"],
       "properties": {"order": {"type": "integer"}, "amount": {"type": "number"}}}',
@@ -219,6 +223,12 @@ SELECT outbox.register_event_type('order.placed.v1',
       "properties": {"order": {"type": "integer"}, "amount": {"type": "number"}}}',
     topic => 'order.placed', deprecated_after => now() + interval '1 day',
     derived_from => 'order.placed.v2', derive_with => 'shop.nothing(jsonb)');
+SELECT outbox.publish(NULL, '{"order_id": 51, "total": 1}', event_type => 'order.placed.v2');
+SELECT outbox.register_event_type('order.placed.v1',
+    '{"type": "object", "required": ["order", "amount"],
+      "properties": {"order": {"type": "integer"}, "amount": {"type": "number"}}}',
+    topic => 'order.placed', deprecated_after => now() + interval '1 day',
+    derived_from => 'order.placed.v2', derive_with => 'shop.raises(jsonb)');
 SELECT outbox.publish(NULL, '{"order_id": 51, "total": 1}', event_type => 'order.placed.v2');
 SELECT count(*) = :before AS nothing_written FROM outbox.events;
 -- after its deprecation date, the derived type is no longer published
