@@ -566,6 +566,7 @@ outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
 								RD_KAFKA_V_VALUE(unconstify(char *, msg->value), msg->value_len),
 								RD_KAFKA_V_MSGFLAGS(0),
 								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_TIMESTAMP(msg->timestamp_ms),
 								RD_KAFKA_V_OPAQUE(opaque),
 								RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)

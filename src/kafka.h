@@ -29,6 +29,7 @@ typedef struct OutboxMessage
 	size_t		value_len;
 	OutboxHeader *headers;
 	int			nheaders;
+	int64		timestamp_ms;	/* record timestamp; 0: when it is produced */
 } OutboxMessage;
 
 /*

@@ -34,6 +34,7 @@
 #include "utils/uuid.h"
 
 #include "message.h"
+#include "outbox.h"
 
 /* Header names outbox sets, or keeps for itself, compared case-insensitively */
 static const char *const outbox_reserved_headers[] = {
@@ -287,6 +288,20 @@ message_rfc3339(TimestampTz ts)
 	return buf;
 }
 
+/*
+ * A time as Kafka's record timestamp, milliseconds since the Unix epoch; 0
+ * (librdkafka's "when produced") for a time before it, which Kafka cannot
+ * hold.
+ */
+static int64
+message_unix_ms(TimestampTz ts)
+{
+	int64		ms = ts / 1000 +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+
+	return ms > 0 ? ms : 0;
+}
+
 /* outbox_headers_walk callback: append a caller's header, as UTF-8 */
 static void
 message_add_caller_header(const char *name, int name_len, JsonbValue *v,
@@ -364,6 +379,8 @@ outbox_message_build(OutboxMessage *msg, const Datum *values, const bool *nulls,
 	}
 	message_add_header(msg, "ce_type", s, len);
 	time = message_rfc3339(DatumGetTimestampTz(values[MSG_COL_CREATED_AT]));
+	if (outbox_record_timestamp == OUTBOX_RECORD_TIMESTAMP_EVENT)
+		msg->timestamp_ms = message_unix_ms(DatumGetTimestampTz(values[MSG_COL_CREATED_AT]));
 	message_add_header(msg, "ce_time", time, strlen(time));
 	s = message_text(values[MSG_COL_CONTENT_TYPE], false, &len);
 	message_add_header(msg, "content-type", s, len);

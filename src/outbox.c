@@ -44,6 +44,13 @@ bool		outbox_commit_order = false;
 bool		outbox_require_registered_types = false;
 int			outbox_deprecated_types = OUTBOX_DEPRECATED_WARN;
 char	   *outbox_schema_uri_prefix = NULL;
+int			outbox_record_timestamp = OUTBOX_RECORD_TIMESTAMP_PRODUCE;
+
+static const struct config_enum_entry outbox_record_timestamp_options[] = {
+	{"produce", OUTBOX_RECORD_TIMESTAMP_PRODUCE, false},
+	{"event", OUTBOX_RECORD_TIMESTAMP_EVENT, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry outbox_deprecated_types_options[] = {
 	{"warn", OUTBOX_DEPRECATED_WARN, false},
@@ -311,6 +318,15 @@ outbox_define_settings(void)
 							 &outbox_commit_order,
 							 false,
 							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("outbox.record_timestamp",
+							 gettext_noop("The Kafka record timestamp of an event: when the relay produces it, or when publish() ran."),
+							 gettext_noop("produce: the relay's time of sending; event: ce_time. Topic retention counts from it."),
+							 &outbox_record_timestamp,
+							 OUTBOX_RECORD_TIMESTAMP_PRODUCE,
+							 outbox_record_timestamp_options,
+							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("outbox.require_registered_types",

@@ -43,6 +43,14 @@ extern bool outbox_commit_order;
 extern bool outbox_require_registered_types;
 extern int	outbox_deprecated_types;
 extern char *outbox_schema_uri_prefix;
+extern int	outbox_record_timestamp;
+
+/* Values of outbox.record_timestamp */
+typedef enum OutboxRecordTimestamp
+{
+	OUTBOX_RECORD_TIMESTAMP_PRODUCE,
+	OUTBOX_RECORD_TIMESTAMP_EVENT
+}			OutboxRecordTimestamp;
 
 /* Values of outbox.deprecated_types */
 typedef enum OutboxDeprecatedTypes
