@@ -48,11 +48,80 @@ $resume$;
 -- but may no longer insert rows of its own (an empty consumer, an expiry of
 -- infinity...).  receive() runs as the extension's owner; every name in its
 -- statement is schema-qualified, operators too.
+--
+-- Causation chains: receive() takes the correlation id of the message
+-- received, and the events the transaction publishes afterwards carry
+-- ce_causationid and ce_correlationid; publish() and publish_binary() take
+-- them explicitly too.  A new argument is a new signature: the functions
+-- are dropped and created again (an object of yours that depends on one,
+-- a view for instance, stops the update with a clear error: drop it first).
 REVOKE INSERT ON @extschema@.inbox FROM outbox_consumer;
-ALTER FUNCTION @extschema@.receive(text, uuid, interval)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION @extschema@.receive(text, text, interval)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+DROP FUNCTION @extschema@.receive(text, uuid, interval);
+DROP FUNCTION @extschema@.receive(text, text, interval);
+
+CREATE FUNCTION @extschema@.receive(consumer text, event_id uuid, ttl interval DEFAULT NULL,
+                                    correlation_id text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'outbox_receive_uuid';
+
+CREATE FUNCTION @extschema@.receive(consumer text, event_id text, ttl interval DEFAULT NULL,
+                                    correlation_id text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'outbox_receive_text';
+
+COMMENT ON FUNCTION @extschema@.receive(text, uuid, interval, text) IS
+    'Mark an event received by a consumer in the calling transaction: true the first time, false for a duplicate; ttl defaults to outbox.inbox_ttl; events published afterwards in the transaction name it as their cause, with correlation_id (default: its id)';
+COMMENT ON FUNCTION @extschema@.receive(text, text, interval, text) IS
+    'receive() for text event ids (e.g. from other producers); ids in UUID form match their uuid';
+REVOKE ALL ON FUNCTION @extschema@.receive(text, uuid, interval, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.receive(text, text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.receive(text, uuid, interval, text) TO outbox_consumer;
+GRANT EXECUTE ON FUNCTION @extschema@.receive(text, text, interval, text) TO outbox_consumer;
+
+DROP FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text);
+DROP FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text);
+
+CREATE FUNCTION @extschema@.publish(
+    topic          text,
+    payload        jsonb,
+    key            text DEFAULT NULL,
+    headers        jsonb DEFAULT NULL,
+    event_type     text DEFAULT NULL,
+    source         text DEFAULT NULL,
+    traceparent    text DEFAULT NULL,
+    correlation_id text DEFAULT NULL,
+    causation_id   text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_publish';
+COMMENT ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text) IS
+    'Publish a JSON event to a Kafka topic when the calling transaction commits; returns its event id (UUID v7). A NULL payload publishes a tombstone.';
+
+CREATE FUNCTION @extschema@.publish_binary(
+    topic          text,
+    payload        bytea,
+    key            text DEFAULT NULL,
+    headers        jsonb DEFAULT NULL,
+    event_type     text DEFAULT NULL,
+    source         text DEFAULT NULL,
+    traceparent    text DEFAULT NULL,
+    content_type   text DEFAULT NULL,
+    correlation_id text DEFAULT NULL,
+    causation_id   text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_publish_binary';
+COMMENT ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text) IS
+    'Publish a binary event (Avro, Protobuf...) to a Kafka topic when the calling transaction commits; content_type defaults to application/octet-stream.';
+
+REVOKE ALL ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text) TO outbox_publisher;
+GRANT EXECUTE ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text) TO outbox_publisher;
 
 -- Event contracts ---------------------------------------------------------------
 --

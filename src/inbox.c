@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "causation.h"
 #include "inbox.h"
 #include "jsonformat.h"
 #include "outbox.h"
@@ -178,6 +179,26 @@ inbox_ttl_arg(FunctionCallInfo fcinfo)
 }
 
 /*
+ * The correlation_id argument (1.2), NULL when not given: 1 to 1024 bytes,
+ * as publish() allows for the attributes it sends.
+ */
+static char *
+inbox_correlation_arg(FunctionCallInfo fcinfo)
+{
+	text	   *t;
+
+	if (PG_NARGS() < 4 || PG_ARGISNULL(3))
+		return NULL;
+	t = PG_GETARG_TEXT_PP(3);
+	if (VARSIZE_ANY_EXHDR(t) == 0 || VARSIZE_ANY_EXHDR(t) > 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("correlation_id must have 1 to 1024 bytes"),
+				 errhint("Pass the ce_correlationid header of the message received, or NULL.")));
+	return text_to_cstring(t);
+}
+
+/*
  * Shared body of the two receive() variants.
  */
 static Datum
@@ -187,11 +208,13 @@ inbox_receive(FunctionCallInfo fcinfo, bool is_text)
 	Oid			argtypes[3] = {TEXTOID, UUIDOID, INTERVALOID};
 	int			ret;
 	bool		first;
+	char	   *correlation;
 
 	outbox_require_preload();
 	args[0] = PointerGetDatum(inbox_consumer_arg(fcinfo));
 	args[1] = inbox_event_id_arg(fcinfo, is_text);
 	args[2] = inbox_ttl_arg(fcinfo);
+	correlation = inbox_correlation_arg(fcinfo);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "outbox inbox: SPI_connect failed");
@@ -201,6 +224,9 @@ inbox_receive(FunctionCallInfo fcinfo, bool is_text)
 		elog(ERROR, "outbox inbox: insert failed: %s", SPI_result_code_string(ret));
 	first = (SPI_processed == 1);
 	SPI_finish();
+	outbox_causation_received(is_text ? text_to_cstring(PG_GETARG_TEXT_PP(1)) :
+							  DatumGetCString(DirectFunctionCall1(uuid_out, args[1])),
+							  correlation);
 	PG_RETURN_BOOL(first);
 }
 

@@ -45,10 +45,13 @@ static const char *const outbox_reserved_headers[] = {
 /*
  * Header names outbox writes into a row's headers column itself, so the
  * relay sends them as they are: ce_derivedfrom, the event id a derived
- * event was derived from.  (ce_dataschema is refused from callers only for
+ * event was derived from, and ce_causationid and ce_correlationid
+ * (causation.c).  (ce_dataschema is refused from callers only for
  * registered types with a schema, where publish() sets it: publish.c.)
  */
-static const char *const outbox_stored_headers[] = {"ce_derivedfrom", NULL};
+static const char *const outbox_stored_headers[] = {
+	"ce_derivedfrom", "ce_causationid", "ce_correlationid", NULL
+};
 
 /* A prefix kept for headers outbox adds itself (dead-letter forwarding) */
 #define OUTBOX_RESERVED_HEADER_PREFIX "x-outbox-"

@@ -47,6 +47,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "causation.h"
 #include "events.h"
 #include "horizon.h"
 #include "outbox.h"
@@ -221,8 +222,8 @@ outbox_check_header(const char *name, int name_len, JsonbValue *v, void *arg)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("header name \"%s\" is reserved by outbox",
 						pnstrdup(name, name_len)),
-				 errdetail("outbox sets ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type, traceparent and ce_derivedfrom itself, and keeps ce_datacontenttype and names starting with x-outbox- (compared without regard to case)."),
-				 errhint("Use the event_type, source or traceparent argument; other ce_* extension attributes may be given.")));
+				 errdetail("outbox sets ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type, traceparent, ce_derivedfrom, ce_causationid and ce_correlationid itself, and keeps ce_datacontenttype and names starting with x-outbox- (compared without regard to case)."),
+				 errhint("Use the event_type, source, traceparent, correlation_id or causation_id argument; other ce_* extension attributes may be given.")));
 	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -567,6 +568,42 @@ outbox_check_size(FunctionCallInfo fcinfo, PublishEvent *ev, Size headers_size)
 						   size, outbox_max_message_size)));
 }
 
+/*
+ * headers plus ce_causationid and ce_correlationid, from the correlation_id
+ * and causation_id arguments (at ids_arg and the next; absent in a database
+ * still at 1.1) or the transaction's last receive() (causation.c).
+ */
+static Jsonb *
+outbox_add_causation(FunctionCallInfo fcinfo, int ids_arg, Jsonb *headers, Size *size)
+{
+	const char *correlation_arg = NULL;
+	const char *causation_arg = NULL;
+	const char *causation;
+	const char *correlation;
+
+	if (PG_NARGS() > ids_arg + 1)
+	{
+		outbox_check_optional_text(fcinfo, ids_arg, "correlation_id", OUTBOX_MAX_ATTR_LEN);
+		outbox_check_optional_text(fcinfo, ids_arg + 1, "causation_id", OUTBOX_MAX_ATTR_LEN);
+		if (!PG_ARGISNULL(ids_arg))
+			correlation_arg = text_to_cstring(PG_GETARG_TEXT_PP(ids_arg));
+		if (!PG_ARGISNULL(ids_arg + 1))
+			causation_arg = text_to_cstring(PG_GETARG_TEXT_PP(ids_arg + 1));
+	}
+	outbox_causation_for_publish(causation_arg, correlation_arg, &causation, &correlation);
+	if (causation != NULL)
+	{
+		headers = outbox_headers_add(headers, "ce_causationid", causation);
+		*size += strlen("ce_causationid") + strlen(causation);
+	}
+	if (correlation != NULL)
+	{
+		headers = outbox_headers_add(headers, "ce_correlationid", correlation);
+		*size += strlen("ce_correlationid") + strlen(correlation);
+	}
+	return headers;
+}
+
 /* headers plus the ce_dataschema of a type with a schema, when configured */
 static Jsonb *
 outbox_add_dataschema(Jsonb *headers, OutboxEventType *t, Size *size)
@@ -586,11 +623,14 @@ outbox_add_dataschema(Jsonb *headers, OutboxEventType *t, Size *size)
 
 /*
  * The events a registered source type's publish() also writes: one per
- * derived type not past its deprecation date, in the registry's order.
+ * derived type not past its deprecation date, in the registry's order,
+ * with the source's headers (the caller's, causation and correlation) and
+ * ce_derivedfrom.
  */
 static List *
 outbox_derived_events(FunctionCallInfo fcinfo, OutboxEventType *source,
-					  PublishEvent *src, Jsonb *payload, Size caller_headers_size)
+					  PublishEvent *src, Jsonb *payload, Jsonb *shared_headers,
+					  Size shared_size)
 {
 	List	   *derived = outbox_registry_derived(source);
 	List	   *events = NIL;
@@ -601,7 +641,7 @@ outbox_derived_events(FunctionCallInfo fcinfo, OutboxEventType *source,
 	{
 		OutboxEventType *d = lfirst(lc);
 		PublishEvent *ev;
-		Size		size = caller_headers_size;
+		Size		size = shared_size;
 
 		if (outbox_is_deprecated(d))
 			continue;
@@ -627,8 +667,7 @@ outbox_derived_events(FunctionCallInfo fcinfo, OutboxEventType *source,
 				outbox_check_payload(d, mapped, true);
 			ev->value = outbox_json_value(mapped);
 		}
-		ev->headers = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-		ev->headers = outbox_headers_add(ev->headers, "ce_derivedfrom", src_id);
+		ev->headers = outbox_headers_add(shared_headers, "ce_derivedfrom", src_id);
 		size += strlen("ce_derivedfrom") + strlen(src_id);
 		ev->headers = outbox_add_dataschema(ev->headers, d, &size);
 		outbox_check_size(fcinfo, ev, size);
@@ -650,14 +689,15 @@ outbox_derived_events(FunctionCallInfo fcinfo, OutboxEventType *source,
  */
 static Datum
 outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
-					  const char *content_type)
+					  const char *content_type, int ids_arg)
 {
 	PublishEvent ev;
 	OutboxEventType *type = NULL;
 	List	   *derived = NIL;
 	ListCell   *lc;
 	Size		headers_size = 0;
-	Size		caller_headers_size = 0;
+	Jsonb	   *shared_headers;
+	Size		shared_size;
 
 	outbox_require_preload();
 	/* the insert below bypasses the executor, so check what it would */
@@ -696,13 +736,15 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
 
 	if (!PG_ARGISNULL(3))
 	{
-		caller_headers_size = outbox_check_headers(PG_GETARG_JSONB_P(3));
+		headers_size = outbox_check_headers(PG_GETARG_JSONB_P(3));
 		ev.headers = PG_GETARG_JSONB_P(3);
 	}
-	headers_size = caller_headers_size;
 	outbox_check_optional_text(fcinfo, 5, "source", OUTBOX_MAX_ATTR_LEN);
 	if (!PG_ARGISNULL(6))
 		outbox_check_traceparent(PG_GETARG_TEXT_PP(6));
+	ev.headers = outbox_add_causation(fcinfo, ids_arg, ev.headers, &headers_size);
+	shared_headers = ev.headers;
+	shared_size = headers_size;
 	ev.value = value;
 
 	if (type != NULL)
@@ -732,7 +774,8 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
 
 	ev.event_id = outbox_new_uuid_v7();
 	if (type != NULL)
-		derived = outbox_derived_events(fcinfo, type, &ev, payload, caller_headers_size);
+		derived = outbox_derived_events(fcinfo, type, &ev, payload, shared_headers,
+										shared_size);
 
 	outbox_wake_relay_at_commit();
 	outbox_write_event(fcinfo, &ev, content_type);
@@ -744,7 +787,8 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
 
 /*
  * outbox.publish(topic text, payload jsonb, key text, headers jsonb,
- *				  event_type text, source text, traceparent text) RETURNS uuid
+ *				  event_type text, source text, traceparent text,
+ *				  correlation_id text, causation_id text) RETURNS uuid
  *
  * A NULL payload publishes a tombstone (a Kafka record with a null value).
  */
@@ -754,13 +798,14 @@ outbox_publish(PG_FUNCTION_ARGS)
 	Jsonb	   *payload = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 
 	return outbox_publish_common(fcinfo, payload ? outbox_json_value(payload) : NULL,
-								 payload, "application/json");
+								 payload, "application/json", 7);
 }
 
 /*
  * outbox.publish_binary(topic text, payload bytea, key text, headers jsonb,
  *						 event_type text, source text, traceparent text,
- *						 content_type text) RETURNS uuid
+ *						 content_type text, correlation_id text,
+ *						 causation_id text) RETURNS uuid
  *
  * For Avro, Protobuf or any bytes; content_type names the encoding.
  */
@@ -775,7 +820,7 @@ outbox_publish_binary(PG_FUNCTION_ARGS)
 		outbox_check_optional_text(fcinfo, 7, "content_type", OUTBOX_MAX_ATTR_LEN);
 		content_type = text_to_cstring(PG_GETARG_TEXT_PP(7));
 	}
-	return outbox_publish_common(fcinfo, value, NULL, content_type);
+	return outbox_publish_common(fcinfo, value, NULL, content_type, 8);
 }
 
 /*

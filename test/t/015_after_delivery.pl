@@ -3,6 +3,9 @@
 # default, is when the relay produced the event; "event" is when publish()
 # ran (ce_time).  Events published while the relay is paused and delivered
 # 1.5 s later show which one a consumer (python3-kafka) gets.
+# Causation chains across two hops: an event read from Kafka is received
+# and causes the next, whose ce_causationid and ce_correlationid a consumer
+# reads back and passes on.
 use strict;
 use warnings FATAL => 'all';
 
@@ -63,6 +66,30 @@ for my $m (@$msgs)
 my ($rc, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET outbox.record_timestamp = 'later'});
 like($err, qr/invalid value for parameter "outbox.record_timestamp": "later"/, 'an unknown value is refused');
 like($err, qr/Available values: produce, event/, 'naming the values');
+
+# three hops: each step receives the last event as a consumer would (its
+# ce_id, and its ce_correlationid when it has one) and publishes the next
+$node->safe_psql('postgres', q{SELECT outbox.publish('hop.1', '{"step": 1}', key => 'process')});
+ok(wait_drained($node), 'hop 1 delivered');
+my @hops = (python_read($broker->{bootstrap}, 'hop.1', 1)->[0]);
+ok(!exists $hops[0]{headers}{ce_causationid}, 'the first event has no cause');
+for my $step (2, 3)
+{
+	my $prev = $hops[-1]{headers};
+	my $corr = defined $prev->{ce_correlationid} ? "'$prev->{ce_correlationid}'" : 'NULL';
+	$node->safe_psql('postgres', qq{
+BEGIN;
+SELECT outbox.receive('service-$step', '$prev->{ce_id}', correlation_id => $corr);
+SELECT outbox.publish('hop.$step', '{"step": $step}', key => 'process');
+COMMIT;
+});
+	ok(wait_drained($node), "hop $step delivered");
+	push @hops, python_read($broker->{bootstrap}, "hop.$step", 1)->[0];
+}
+is($hops[1]{headers}{ce_causationid}, $hops[0]{headers}{ce_id}, 'hop 2 was caused by hop 1');
+is($hops[1]{headers}{ce_correlationid}, $hops[0]{headers}{ce_id}, 'hop 2 is correlated by the id of hop 1');
+is($hops[2]{headers}{ce_causationid}, $hops[1]{headers}{ce_id}, 'hop 3 was caused by hop 2');
+is($hops[2]{headers}{ce_correlationid}, $hops[0]{headers}{ce_id}, 'hop 3 carries the correlation id of the process');
 
 $node->stop;
 stop_broker($broker);
