@@ -352,7 +352,7 @@ outbox_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	producer->on_delivery(msg->_private, msg->err,
 						  msg->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
 						  rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED,
-						  producer->arg);
+						  msg->partition, msg->offset, producer->arg);
 }
 
 /*

@@ -38,10 +38,12 @@ typedef struct OutboxMessage
  * maybe_persisted: the message failed (err), but only after it was sent, so
  * a broker may have written it all the same (librdkafka's
  * RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED, as when it times out waiting for
- * the acknowledgement).
+ * the acknowledgement).  partition and offset: where Kafka wrote it (-1
+ * when unknown).
  */
 typedef void (*OutboxDeliveryFn) (void *opaque, rd_kafka_resp_err_t err,
-								  bool maybe_persisted, void *arg);
+								  bool maybe_persisted, int32 partition,
+								  int64 offset, void *arg);
 
 typedef struct OutboxProducer OutboxProducer;
 

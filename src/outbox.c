@@ -19,6 +19,7 @@
 #include "utils/guc.h"
 
 #include "kafka.h"
+#include "notify.h"
 #include "outbox.h"
 #include "shmem.h"
 
@@ -45,6 +46,7 @@ bool		outbox_require_registered_types = false;
 int			outbox_deprecated_types = OUTBOX_DEPRECATED_WARN;
 char	   *outbox_schema_uri_prefix = NULL;
 int			outbox_record_timestamp = OUTBOX_RECORD_TIMESTAMP_PRODUCE;
+char	   *outbox_notify_channel = NULL;
 
 static const struct config_enum_entry outbox_record_timestamp_options[] = {
 	{"produce", OUTBOX_RECORD_TIMESTAMP_PRODUCE, false},
@@ -156,6 +158,31 @@ check_backoff_max(int *newval, void **extra, GucSource source)
 /*
  * Define every outbox.* setting.
  */
+/*
+ * outbox.notify_channel: a channel name NOTIFY takes (shorter than
+ * NAMEDATALEN), without control characters; empty turns notifications off.
+ */
+static bool
+outbox_check_notify_channel(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (strlen(*newval) > OUTBOX_MAX_CHANNEL_LEN)
+	{
+		GUC_check_errdetail("A channel name has at most %d bytes.", OUTBOX_MAX_CHANNEL_LEN);
+		return false;
+	}
+	for (p = *newval; *p; p++)
+	{
+		if ((unsigned char) *p < ' ' || *p == 0x7f)
+		{
+			GUC_check_errdetail("A channel name may not hold control characters.");
+			return false;
+		}
+	}
+	return true;
+}
+
 /*
  * outbox.schema_uri_prefix: printable ASCII without spaces, so that prefix
  * plus event type can be a URI (RFC 3986 allows no space or control byte).
@@ -319,6 +346,14 @@ outbox_define_settings(void)
 							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.notify_channel",
+							   gettext_noop("Channel on which each relay sends NOTIFY for the events it recorded as delivered."),
+							   gettext_noop("Empty: no notifications. The payload is a JSON array of {event_id, topic, key, partition, offset, event_type}."),
+							   &outbox_notify_channel,
+							   "",
+							   PGC_SIGHUP, 0,
+							   outbox_check_notify_channel, NULL, NULL);
 
 	DefineCustomEnumVariable("outbox.record_timestamp",
 							 gettext_noop("The Kafka record timestamp of an event: when the relay produces it, or when publish() ran."),

@@ -44,6 +44,7 @@ extern bool outbox_require_registered_types;
 extern int	outbox_deprecated_types;
 extern char *outbox_schema_uri_prefix;
 extern int	outbox_record_timestamp;
+extern char *outbox_notify_channel;
 
 /* Values of outbox.record_timestamp */
 typedef enum OutboxRecordTimestamp

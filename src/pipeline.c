@@ -16,10 +16,11 @@
  *	4. its delivery reports are served as they come (outbox_kafka_serve, in
  *	   the relay's own thread);
  *	5. once every message has its report, a second transaction deletes the
- *	   delivered rows, and for failed ones counts the attempt and sets the
- *	   next attempt time (exponential backoff with jitter), or moves them to
- *	   outbox.dead_letters after outbox.max_attempts or at once on a
- *	   permanent error.
+ *	   delivered rows (and queues the NOTIFY of outbox.notify_channel for
+ *	   them, sent when it commits: notify.c), and for failed ones counts the
+ *	   attempt and sets the next attempt time (exponential backoff with
+ *	   jitter), or moves them to outbox.dead_letters after
+ *	   outbox.max_attempts or at once on a permanent error.
  * No transaction is open while messages travel.  A pass never blocks: it
  * does what can be done now and says whether it made progress, is waiting
  * for Kafka, or is idle; relay.c waits on its latch and librdkafka's queue
@@ -86,6 +87,7 @@
 #include "events.h"
 #include "horizon.h"
 #include "message.h"
+#include "notify.h"
 #include "outbox.h"
 #include "pipeline.h"
 #include "scan.h"
@@ -110,6 +112,8 @@ typedef struct RelayEvent
 	OutboxMessage msg;
 	rd_kafka_resp_err_t err;	/* NO_ERROR only once Kafka acknowledged it */
 	bool		maybe_persisted;	/* failed, but a broker may have it */
+	int32		partition;		/* where Kafka wrote it, from the report */
+	int64		offset;
 	RelayBatch *batch;
 } RelayEvent;
 
@@ -220,13 +224,16 @@ outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
  */
 void
 outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err,
-							bool maybe_persisted, void *arg)
+							bool maybe_persisted, int32 partition, int64 offset,
+							void *arg)
 {
 	RelayEvent *ev = (RelayEvent *) opaque;
 
 	Assert(ev->batch->outstanding > 0);
 	ev->err = err;
 	ev->maybe_persisted = maybe_persisted;
+	ev->partition = partition;
+	ev->offset = offset;
 	ev->batch->outstanding--;
 }
 
@@ -531,7 +538,19 @@ pipeline_record(RelayBatch *b)
 		}
 	}
 	if (nok > 0)
+	{
 		(void) outbox_scan_delete(ok_ids, nok);
+		if (outbox_notify_channel[0] != '\0')
+		{
+			OutboxNotifier *notifier = outbox_notify_begin(outbox_notify_channel);
+
+			for (i = 0; i < b->n; i++)
+				if (b->events[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+					outbox_notify_add(notifier, &b->events[i].msg,
+									  b->events[i].partition, b->events[i].offset);
+			outbox_notify_end(notifier);
+		}
+	}
 	if (nbad > 0)
 	{
 		Datum		args[7];

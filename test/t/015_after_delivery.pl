@@ -6,6 +6,10 @@
 # Causation chains across two hops: an event read from Kafka is received
 # and causes the next, whose ce_causationid and ce_correlationid a consumer
 # reads back and passes on.
+# Delivery notifications (outbox.notify_channel): a listening session gets,
+# once the relay recorded them, one JSON object per delivered event with
+# the partition and offset Kafka holds it at, packed under NOTIFY's 8000
+# bytes.
 use strict;
 use warnings FATAL => 'all';
 
@@ -13,6 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 use Time::Local qw(timegm);
+use JSON::PP;
 use OutboxTest;
 
 my $broker = start_broker(1);
@@ -90,6 +95,70 @@ is($hops[1]{headers}{ce_causationid}, $hops[0]{headers}{ce_id}, 'hop 2 was cause
 is($hops[1]{headers}{ce_correlationid}, $hops[0]{headers}{ce_id}, 'hop 2 is correlated by the id of hop 1');
 is($hops[2]{headers}{ce_causationid}, $hops[1]{headers}{ce_id}, 'hop 3 was caused by hop 2');
 is($hops[2]{headers}{ce_correlationid}, $hops[0]{headers}{ce_id}, 'hop 3 carries the correlation id of the process');
+
+# delivery notifications
+($rc, $out, $err) = $node->psql('postgres', "ALTER SYSTEM SET outbox.notify_channel = '" . ('c' x 64) . "'");
+like($err, qr/A channel name has at most 63 bytes/, 'a channel name NOTIFY would refuse is refused');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET outbox.notify_channel = 'outbox_delivered'; SELECT pg_reload_conf();});
+ok($node->poll_query_until('postgres', q{SELECT current_setting('outbox.notify_channel') = 'outbox_delivered'}),
+	'notify_channel reloaded');
+my $listener = open_session($node, 'postgres');
+session_do($listener, 'LISTEN outbox_delivered;');
+
+# the notifications the listener got since the last call, as payload strings
+sub notifications
+{
+	my $got = session_do($listener, 'SELECT 1;');
+	return [ $got =~ /Asynchronous notification "outbox_delivered" with payload "(.*)" received from server process with PID \d+\./g ];
+}
+
+$node->safe_psql('postgres', q{
+SELECT outbox.publish('notify.few', jsonb_build_object('n', n), key => 'k' || n, event_type => 'thing.done.v1')
+  FROM generate_series(1, 5) n;
+});
+$node->safe_psql('postgres', q{BEGIN; SELECT outbox.publish('notify.few', '{"never": true}'); ROLLBACK;});
+ok(wait_drained($node), 'notified events delivered');
+$msgs = python_read($broker->{bootstrap}, 'notify.few', 5);
+my @notes;
+for (1 .. 50)
+{
+	push @notes, @{ notifications() };
+	last if @notes;
+	usleep(100_000);
+}
+my @objs = map { @{ decode_json($_) } } @notes;
+is(scalar(@objs), 5, 'one notification object per delivered event, none for the rolled-back one');
+my %kafka = map { ($_->{headers}{ce_id} => $_) } @$msgs;
+for my $o (@objs)
+{
+	my $m = $kafka{ $o->{event_id} };
+	ok(defined $m, "notified event $o->{event_id} is in Kafka");
+	is_deeply([ $o->{topic}, $o->{key}, $o->{partition}, $o->{offset}, $o->{event_type} ],
+		[ $m->{topic}, $m->{key}, $m->{partition}, $m->{offset}, 'thing.done.v1' ],
+		"notification of $o->{key}: topic, key, partition and offset as Kafka holds it");
+}
+is_deeply([ map { $_->{key} } @objs ], [ map { "k$_" } 1 .. 5 ], 'in the order they were published');
+
+# many events: several notifications, each under the limit; a huge key is left out
+$node->safe_psql('postgres', q{
+SELECT outbox.publish('notify.many', '{}', key => repeat('k', 90) || n) FROM generate_series(1, 300) n;
+SELECT outbox.publish('notify.many', '{}', key => repeat('x', 9000));
+});
+ok(wait_drained($node), 'many delivered');
+@notes = ();
+for (1 .. 100)
+{
+	push @notes, @{ notifications() };
+	@objs = map { @{ decode_json($_) } } @notes;
+	last if @objs >= 301;
+	usleep(100_000);
+}
+is(scalar(@objs), 301, 'every delivered event notified');
+cmp_ok(scalar(@notes), '>', 1, 'in several notifications');
+ok(!(grep { length($_) >= 8000 } @notes), 'each under 8000 bytes');
+my ($huge) = grep { $_->{key_omitted} } @objs;
+ok(defined $huge && !defined $huge->{key}, 'a key too large for a notification is left out, and said so');
+close_session($listener);
 
 $node->stop;
 stop_broker($broker);
