@@ -33,7 +33,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/fmgrprotos.h"
-#include "utils/json.h"
+#include "utils/builtins.h"
 
 #include "notify.h"
 
@@ -87,44 +87,95 @@ outbox_notify_begin(const char *channel)
 	return notifier;
 }
 
-/* The value of one of the headers outbox sets, or NULL */
-static const char *
+/* One of the headers outbox sets, or NULL */
+static const OutboxHeader *
 notify_header(const OutboxMessage *msg, const char *name)
 {
 	int			i;
 
 	for (i = 0; i < msg->nheaders; i++)
 		if (strcmp(msg->headers[i].name, name) == 0)
-			return pnstrdup(msg->headers[i].value, msg->headers[i].value_len);
+			return &msg->headers[i];
 	return NULL;
 }
 
-/* The JSON object of one delivered event, in the database's encoding */
-static char *
-notify_object(const OutboxMessage *msg, int32 partition, int64 offset, bool with_key)
+/* s (len bytes) as a JSON string: quoted, with \", \\ and \u00XX escapes */
+static void
+notify_string(StringInfo buf, const char *s, size_t len)
 {
-	StringInfoData obj;
-	const char *id = notify_header(msg, "ce_id");
-	const char *type = notify_header(msg, "ce_type");
+	size_t		run = 0;
+	size_t		i;
 
-	initStringInfo(&obj);
-	appendStringInfoString(&obj, "{\"event_id\": ");
-	escape_json(&obj, id ? id : "");
-	appendStringInfoString(&obj, ", \"topic\": ");
-	escape_json(&obj, msg->topic);
-	appendStringInfoString(&obj, ", \"key\": ");
+	appendStringInfoChar(buf, '"');
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		appendBinaryStringInfo(buf, s + run, i - run);
+		if (c == '"' || c == '\\')
+		{
+			appendStringInfoChar(buf, '\\');
+			appendStringInfoChar(buf, (char) c);
+		}
+		else
+			appendStringInfo(buf, "\\u%04x", c);
+		run = i + 1;
+	}
+	appendBinaryStringInfo(buf, s + run, len - run);
+	appendStringInfoChar(buf, '"');
+}
+
+/* A number, without a format string: this runs for every event */
+static void
+notify_int(StringInfo buf, int64 n)
+{
+	char		digits[MAXINT8LEN + 1];
+
+	appendBinaryStringInfo(buf, digits, pg_lltoa(n, digits));
+}
+
+/*
+ * The JSON object of one delivered event, appended to buf.  The message's
+ * key and headers are UTF-8; a NOTIFY payload is database text, so in a
+ * database of another encoding the object is converted.
+ */
+static void
+notify_object(StringInfo buf, const OutboxMessage *msg, int32 partition,
+			  int64 offset, bool with_key)
+{
+	const OutboxHeader *id = notify_header(msg, "ce_id");
+	const OutboxHeader *type = notify_header(msg, "ce_type");
+	int			encoding = GetDatabaseEncoding();
+	StringInfoData converted;
+	StringInfo	obj = buf;
+
+	if (encoding != PG_UTF8 && encoding != PG_SQL_ASCII)
+	{
+		initStringInfo(&converted);
+		obj = &converted;
+	}
+	appendStringInfoString(obj, "{\"event_id\": ");
+	notify_string(obj, id ? id->value : "", id ? id->value_len : 0);
+	appendStringInfoString(obj, ", \"topic\": ");
+	notify_string(obj, msg->topic, strlen(msg->topic));
+	appendStringInfoString(obj, ", \"key\": ");
 	if (msg->key != NULL && with_key)
-		escape_json(&obj, pnstrdup(msg->key, msg->key_len));
+		notify_string(obj, msg->key, msg->key_len);
 	else
-		appendStringInfoString(&obj, "null");
-	appendStringInfo(&obj, ", \"partition\": %d, \"offset\": " INT64_FORMAT ", \"event_type\": ",
-					 partition, offset);
-	escape_json(&obj, type ? type : "");
+		appendStringInfoString(obj, "null");
+	appendStringInfoString(obj, ", \"partition\": ");
+	notify_int(obj, partition);
+	appendStringInfoString(obj, ", \"offset\": ");
+	notify_int(obj, offset);
+	appendStringInfoString(obj, ", \"event_type\": ");
+	notify_string(obj, type ? type->value : "", type ? type->value_len : 0);
 	if (msg->key != NULL && !with_key)
-		appendStringInfoString(&obj, ", \"key_omitted\": true");
-	appendStringInfoChar(&obj, '}');
-	/* the message's key and headers are UTF-8; a payload is database text */
-	return pg_any_to_server(obj.data, obj.len, PG_UTF8);
+		appendStringInfoString(obj, ", \"key_omitted\": true");
+	appendStringInfoChar(obj, '}');
+	if (obj != buf)
+		appendStringInfoString(buf, pg_any_to_server(obj->data, obj->len, PG_UTF8));
 }
 
 /* Send what has been packed, if anything, and start again */
@@ -144,25 +195,34 @@ void
 outbox_notify_add(OutboxNotifier *notifier, const OutboxMessage *msg,
 				  int32 partition, int64 offset)
 {
-	char	   *obj;
-	int			len;
+	StringInfo	payload;
+	int			start;
 
 	if (notifier == NULL)
 		return;
-	obj = notify_object(msg, partition, offset, true);
-	len = strlen(obj);
-
-	/* "[" + obj + "]" must stay under the limit on its own */
-	if (len + 2 >= NOTIFY_MAX_PAYLOAD)
-	{
-		obj = notify_object(msg, partition, offset, false);
-		len = strlen(obj);
-	}
-	if (notifier->payload.len + 1 + len + 1 >= NOTIFY_MAX_PAYLOAD)
-		notify_flush(notifier);
+	payload = &notifier->payload;
+	start = payload->len;
 	if (notifier->count > 0)
-		appendStringInfoString(&notifier->payload, ", ");
-	appendStringInfoString(&notifier->payload, obj);
+		appendStringInfoString(payload, ", ");
+	notify_object(payload, msg, partition, offset, true);
+	/* with its "]", the payload must stay under the limit */
+	if (payload->len + 1 < NOTIFY_MAX_PAYLOAD)
+	{
+		notifier->count++;
+		return;
+	}
+	/* too much: send what was there before it, then try it alone */
+	payload->len = start;
+	payload->data[start] = '\0';
+	notify_flush(notifier);
+	notify_object(payload, msg, partition, offset, true);
+	if (payload->len + 1 >= NOTIFY_MAX_PAYLOAD)
+	{
+		/* too large on its own (a key of kilobytes): without its key */
+		payload->len = 1;
+		payload->data[1] = '\0';
+		notify_object(payload, msg, partition, offset, false);
+	}
 	notifier->count++;
 }
 

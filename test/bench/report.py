@@ -4,7 +4,7 @@ left in a directory (machine.json, sections.json, drain_single.json,
 drain_fresh.json, drain_small.json, latency_outbox.json, latency_bare.json,
 publish.json, compare_{poll,bare1,bare5,bareb}.json, inbox_calls.json,
 inbox_purge_*.json, sustain_normal.json, xmin_drain.json, xmin_sustain.json,
-xmin_hold.json, memory_{small,big}.json, contract.json, and errors_PHASE.txt: the ERROR
+xmin_hold.json, memory_{small,big}.json, contract.json, notify.json, and errors_PHASE.txt: the ERROR
 lines PostgreSQL logged during a phase).  Only the sections listed in
 sections.json are printed and checked (1 and 2 when it is missing).
 Measures nothing itself.
@@ -937,6 +937,43 @@ def report_contract(d, failures, logged):
     print()
 
 
+def report_notify(d, failures, logged):
+    r = load(d, 'notify')
+    print()
+    if r is None:
+        failures.append('the notification section left no result')
+        print('12. Delivery notifications: no result')
+        return
+    rows = []
+    rates = {'off': [], 'on': []}
+    for run in r['runs']:
+        ok = topic_ok(run['topic_check'], r['events'])
+        if not ok:
+            failures.append('notifications %s, round %d: Kafka did not get every event once'
+                            % (run['side'], run['round']))
+        if run['side'] == 'on' and (run['events_notified'] != r['events'] + 1
+                                    or run['notified_twice']):
+            failures.append('notifications on, round %d: the listener did not get every event once'
+                            % run['round'])
+        rates[run['side']].append(run['events_per_s'])
+        rows.append([run['side'], run['round'] + 1, fmt(run['events_per_s'], 0),
+                     fmt(run['drain_s'], 2),
+                     fmt(run.get('notifications')) if run['side'] == 'on' else '-',
+                     fmt(run.get('events_notified')) if run['side'] == 'on' else '-',
+                     'ok' if ok else 'FAILED'])
+    table('12. Delivery notifications: drain of %s events (one transaction) with outbox.notify_channel off and on'
+          % fmt(r['events']),
+          ['notify_channel', 'round', 'events/s', 'drain s', 'notifications', 'events notified', 'Kafka'],
+          rows)
+    off = sum(rates['off']) / len(rates['off']) if rates['off'] else None
+    on = sum(rates['on']) / len(rates['on']) if rates['on'] else None
+    print('   Mean drain rate: off %s, on %s events/s; on / off: %s.' % (fmt(off, 0), fmt(on, 0), ratio(on, off)))
+    print('   On: a psycopg2 listener LISTENs on %s and reads every notification as it comes;'
+          % r['channel'])
+    print('   it must get each event id exactly once (the warm-up event included).  Sides alternate.')
+    note_errors(d, 'notify', 'notifications', logged)
+
+
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
@@ -1057,6 +1094,8 @@ def main():
         report_peers(d, failures, logged)
     if 11 in sections:
         report_contract(d, failures, logged)
+    if 12 in sections:
+        report_notify(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))

@@ -124,12 +124,20 @@
 #     and (c) run BENCH_CONTRACT_ROUNDS times per variant (default 4), the
 #     variants alternating; the relay is paused meanwhile and outbox.events
 #     must hold exactly the accepted rows after each run.  About 2 minutes.
+# 12. Delivery notifications: a backlog of BENCH_NOTIFY_EVENTS events
+#     (default 200000) in one transaction drained as in 1 (A), with
+#     outbox.notify_channel off and on (ALTER SYSTEM, reload), alternating
+#     for BENCH_NOTIFY_ROUNDS rounds (default 2); while on, a psycopg2
+#     listener in the same database reads every notification and must get
+#     each event id exactly once; drain rates and the ratio on/off
+#     (test/bench/notify_cost.py).  About 1 minute.
 #
-# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10 11"; 4 and 7 take the
+# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10 11 12"; 4 and 7 take the
 # relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
 # minutes on 2 CPUs: 9 for 1 to 5, most of it filling and purging the
 # 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
-# the two sustained runs (BENCH_SUSTAIN_SECONDS); section 11 adds about 2.
+# the two sustained runs (BENCH_SUSTAIN_SECONDS); sections 11 and 12 add
+# about 3.
 #
 # Everything runs on this machine: the test Kafka broker (test/kafka_broker,
 # librdkafka's mock cluster on loopback, one broker, 4 partitions per topic),
@@ -173,7 +181,7 @@ EVENTS=${BENCH_EVENTS:-1000000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
-SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10 11}
+SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10 11 12}
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
 PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2 32}
 PUB_BULK=${BENCH_PUBLISH_BULK:-200000}
@@ -195,6 +203,8 @@ OUTAGE_EVENTS=${BENCH_OUTAGE_EVENTS:-100000}
 PEER_EVENTS=${BENCH_PEER_EVENTS:-1000000}
 PEER_LOAD_CLIENTS=${BENCH_PEER_LOAD_CLIENTS:-4}
 CONTRACT_EVENTS=${BENCH_CONTRACT_EVENTS:-100000}
+NOTIFY_EVENTS=${BENCH_NOTIFY_EVENTS:-200000}
+NOTIFY_ROUNDS=${BENCH_NOTIFY_ROUNDS:-2}
 CONTRACT_CALLS=${BENCH_CONTRACT_CALLS:-50000}
 CONTRACT_ROUNDS=${BENCH_CONTRACT_ROUNDS:-4}
 TX_SIZE=100
@@ -585,6 +595,15 @@ timeout 1800 $PY $BENCH_DIR/contract_cost.py --dsn "$DSN" --events "$CONTRACT_EV
     --calls "$CONTRACT_CALLS" --rounds "$CONTRACT_ROUNDS" --seconds "$PGB_SECS" \
     --pgbench-rounds "$PGB_ROUNDS" $SYNC_FLAG > "$RES/contract.json"
 log_errors contract
+fi
+
+if want 12; then
+step "delivery notifications: drain of $NOTIFY_EVENTS events with outbox.notify_channel off and on, $NOTIFY_ROUNDS rounds"
+prepare_phase
+log_mark
+timeout 1800 $PY $BENCH_DIR/notify_cost.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
+    --events "$NOTIFY_EVENTS" --rounds "$NOTIFY_ROUNDS" --drain "$BENCH_DIR/drain.py" > "$RES/notify.json"
+log_errors notify
 fi
 
 step "done"

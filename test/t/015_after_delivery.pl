@@ -160,6 +160,23 @@ my ($huge) = grep { $_->{key_omitted} } @objs;
 ok(defined $huge && !defined $huge->{key}, 'a key too large for a notification is left out, and said so');
 close_session($listener);
 
+# a database in LATIN1: the payload is in its encoding, the key intact
+$node->safe_psql('postgres', q{CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'});
+$node->safe_psql('latin', 'CREATE EXTENSION outbox');
+$listener = open_session($node, 'latin');
+session_do($listener, "SET client_encoding = 'UTF8'; LISTEN outbox_delivered;");
+$node->safe_psql('latin', q{SET client_encoding = 'UTF8'; SELECT outbox.publish('notify.latin', '{}', key => 'café "quoted"')});
+ok(wait_drained($node, 'latin'), 'delivered from the LATIN1 database');
+@objs = ();
+for (1 .. 50)
+{
+	@objs = map { @{ decode_json($_) } } @{ notifications() };
+	last if @objs;
+	usleep(100_000);
+}
+is($objs[0]{key}, "caf\x{e9} \"quoted\"", 'the key of a LATIN1 database, escaped and converted');
+close_session($listener);
+
 $node->stop;
 stop_broker($broker);
 done_testing();
