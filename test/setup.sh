@@ -12,7 +12,7 @@ export PG_CONFIG
 
 OUTBOX_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 librdkafka-dev
     kcat libipc-run-perl libjson-pp-perl python3 python3-kafka python3-confluent-kafka
-    python3-psycopg2 json-schema-test-suite ${OUTBOX_EXTRA_PACKAGES:-}"
+    python3-psycopg2 json-schema-test-suite chromium ${OUTBOX_EXTRA_PACKAGES:-}"
 
 if [ "$(id -u)" != 0 ]; then
     echo "run this as root: it installs packages and runs PostgreSQL as the postgres user" >&2
@@ -23,6 +23,10 @@ missing=""
 for p in $OUTBOX_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# Node.js for the websocket example and its browser test: Debian's, unless
+# one is installed already (another nodejs package brings its own npm)
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
     echo "== installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
@@ -38,5 +42,7 @@ echo "== building outbox"
 make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
 make -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-Wall -Wextra -Wno-unused-parameter -Werror -DUSE_ASSERT_CHECKING"
 make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+echo "== installing the websocket example's npm packages"
+(cd examples/websocket && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 # initdb refuses root: the clusters run as postgres, which writes results here
 chown -R postgres: .
