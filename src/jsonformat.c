@@ -38,7 +38,7 @@ static const char *const json_format_names[] = {
 	[JSON_FORMAT_REGEX] = "regex",
 };
 
-JsonFormat
+JsonStringFormat
 outbox_json_format_lookup(const char *name, int len)
 {
 	int			f;
@@ -47,13 +47,13 @@ outbox_json_format_lookup(const char *name, int len)
 	{
 		if (len == (int) strlen(json_format_names[f]) &&
 			memcmp(name, json_format_names[f], len) == 0)
-			return (JsonFormat) f;
+			return (JsonStringFormat) f;
 	}
 	return JSON_FORMAT_NONE;
 }
 
 const char *
-outbox_json_format_name(JsonFormat format)
+outbox_json_format_name(JsonStringFormat format)
 {
 	return json_format_names[format];
 }
@@ -375,7 +375,7 @@ fmt_regex(const char *s, int len)
 }
 
 bool
-outbox_json_format_check(JsonFormat format, const char *s, int len)
+outbox_json_format_check(JsonStringFormat format, const char *s, int len)
 {
 	/* a NUL cannot be part of any of these formats */
 	if (memchr(s, '\0', len) != NULL)

@@ -10,7 +10,7 @@
 
 #include "postgres.h"
 
-typedef enum JsonFormat
+typedef enum JsonStringFormat
 {
 	JSON_FORMAT_NONE = 0,
 	JSON_FORMAT_DATE_TIME,
@@ -23,15 +23,15 @@ typedef enum JsonFormat
 	JSON_FORMAT_URI,
 	JSON_FORMAT_URI_REFERENCE,
 	JSON_FORMAT_REGEX
-} JsonFormat;
+} JsonStringFormat;
 
 /* The format of that name, or JSON_FORMAT_NONE when outbox has none */
-extern JsonFormat outbox_json_format_lookup(const char *name, int len);
+extern JsonStringFormat outbox_json_format_lookup(const char *name, int len);
 
 /* The name of a format, for messages */
-extern const char *outbox_json_format_name(JsonFormat format);
+extern const char *outbox_json_format_name(JsonStringFormat format);
 
 /* True when the string s (len bytes, not terminated) has the format */
-extern bool outbox_json_format_check(JsonFormat format, const char *s, int len);
+extern bool outbox_json_format_check(JsonStringFormat format, const char *s, int len);
 
 #endif							/* OUTBOX_JSONFORMAT_H */

@@ -113,7 +113,7 @@ struct JsNode
 	int64		min_length;
 	int64		max_length;
 	text	   *pattern;
-	JsonFormat	format;
+	JsonStringFormat format;
 
 	Numeric		minimum;
 	Numeric		maximum;

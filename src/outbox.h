@@ -22,6 +22,14 @@
 #error "outbox needs PostgreSQL 15.1 or later"
 #endif
 
+/* EXECUTE right on a function; PostgreSQL 16 folded the per-object checks */
+#if PG_VERSION_NUM >= 160000
+#define outbox_proc_aclcheck(fn, role, mode) \
+	object_aclcheck(ProcedureRelationId, (fn), (role), (mode))
+#else
+#define outbox_proc_aclcheck(fn, role, mode) pg_proc_aclcheck((fn), (role), (mode))
+#endif
+
 /* Settings (outbox.c) */
 extern char *outbox_kafka_brokers;
 extern char *outbox_kafka_properties;

@@ -469,7 +469,7 @@ outbox_derive(OutboxEventType *d, Jsonb *payload)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the derive_with function of event type \"%s\" no longer exists", d->name),
 				 errhint("Register the type again with a function, or drop it.")));
-	aclresult = pg_proc_aclcheck(d->derive_with, GetUserId(), ACL_EXECUTE);
+	aclresult = outbox_proc_aclcheck(d->derive_with, GetUserId(), ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(d->derive_with));
 

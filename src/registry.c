@@ -498,7 +498,7 @@ registry_check_derive_with(Oid fn)
 				 errdetail("%s is not.", format_procedure(fn)),
 				 errhint("It receives the payload of the source event type and returns the payload of the derived one.")));
 	ReleaseSysCache(tup);
-	aclresult = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
+	aclresult = outbox_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn));
 }
