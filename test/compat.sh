@@ -28,7 +28,8 @@ CACHE=${OUTBOX_COMPAT_CACHE:-/var/cache/outbox-compat}
 MIRROR=${OUTBOX_COMPAT_MIRROR:-http://deb.debian.org/debian}
 TESTUSER=${OUTBOX_COMPAT_USER:-postgres}
 WERROR='-Wall -Wextra -Wno-unused-parameter -Werror'
-TAP_PACKAGES="kcat libipc-run-perl python3 python3-kafka python3-confluent-kafka python3-psycopg2"
+TAP_PACKAGES="kcat libipc-run-perl python3 python3-kafka python3-confluent-kafka python3-psycopg2
+    json-schema-test-suite chromium"
 
 usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
@@ -63,6 +64,21 @@ copy_tree() {
     rm -rf "$1"
     mkdir -p "$1"
     git -C "$SRCDIR" ls-files -z | tar -C "$SRCDIR" --null -T - -c | tar -C "$1" -x
+}
+
+npm_install() {    # npm_install [chroot-dir] tree: Node.js if missing, then the websocket example's packages
+    local run=()
+    [ -n "$1" ] && run=(chroot "$1")
+    "${run[@]}" sh -c 'command -v node >/dev/null && command -v npm >/dev/null' ||
+        apt_install "$1" nodejs npm
+    # a chroot trusts what the machine trusts (a TLS-inspecting proxy's CA, say)
+    if [ -n "$1" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        cp /etc/ssl/certs/ca-certificates.crt "$1/etc/outbox-host-ca.crt"
+        "${run[@]}" sh -c "cd '$2/examples/websocket' && NODE_EXTRA_CA_CERTS=/etc/outbox-host-ca.crt \
+            npm install --cafile=/etc/outbox-host-ca.crt --no-audit --no-fund --loglevel=error >/dev/null"
+    else
+        "${run[@]}" sh -c "cd '$2/examples/websocket' && npm install --no-audit --no-fund --loglevel=error >/dev/null"
+    fi
 }
 
 make_user() {      # make_user [chroot-dir]: the test user, unless it exists
@@ -132,6 +148,7 @@ run_chroot() {
     # with_llvm=no: Debian's pg_config asks for clang bitcode, which the tests do not need
     chroot "$root" sh -c "cd /build/outbox && make -s PG_CONFIG=$pgc with_llvm=no PG_CFLAGS='$WERROR' &&
         make -s PG_CONFIG=$pgc with_llvm=no install >/dev/null"
+    npm_install "$root" /build/outbox
     make_user "$root"
     chroot "$root" chown -R "$TESTUSER:" /build/outbox
     echo "== installcheck (as $TESTUSER)"
@@ -182,6 +199,7 @@ run_source() {
     local pgc=$prefix/bin/pg_config tree=$CACHE/outbox-$version
     copy_tree "$tree"
     echo "== building outbox against $("$pgc" --version) (cassert)"
+    npm_install "" "$tree"
     (cd "$tree" && make -s PG_CONFIG="$pgc" PG_CFLAGS="$WERROR" &&
         make -s PG_CONFIG="$pgc" install >/dev/null && chown -R "$TESTUSER:" .)
     echo "== installcheck (as $TESTUSER)"
