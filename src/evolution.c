@@ -59,10 +59,8 @@
 
 #include <limits.h>
 
-#include "catalog/pg_collation.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "regex/regex.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -432,39 +430,6 @@ evo_elements(JsonbContainer *c, JsonbValue **elems)
 	return n;
 }
 
-/*
- * a <=> b, as numeric.
- */
-static int
-evo_numcmp(Numeric a, Numeric b)
-{
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
-											 NumericGetDatum(a),
-											 NumericGetDatum(b)));
-}
-
-/* A number as its text, for messages */
-static char *
-evo_num_text(Numeric n)
-{
-	return DatumGetCString(DirectFunctionCall1(numeric_out,
-											   NumericGetDatum(n)));
-}
-
-/*
- * Whether n is a multiple of m (m > 0, as draft-07 requires): n mod m is 0,
- * computed exactly.
- */
-static bool
-evo_multiple(Numeric n, Numeric m)
-{
-	Numeric		r = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
-														NumericGetDatum(n),
-														NumericGetDatum(m)));
-
-	return evo_numcmp(r, int64_to_numeric(0)) == 0;
-}
-
 /* floor(n) and ceil(n) */
 static Numeric
 evo_floor(Numeric n)
@@ -488,13 +453,6 @@ evo_add(Numeric n, int64 i)
 											   NumericGetDatum(int64_to_numeric(i))));
 }
 
-/* Whether n has no fraction, as draft-07's "integer" */
-static bool
-evo_integral(Numeric n)
-{
-	return evo_numcmp(evo_floor(n), n) == 0;
-}
-
 /*
  * A count keyword's value (a non-negative integer) as an int, INT_MAX for
  * anything larger.
@@ -502,45 +460,12 @@ evo_integral(Numeric n)
 static int
 evo_num_to_int(Numeric n)
 {
-	if (evo_numcmp(n, int64_to_numeric(INT_MAX)) >= 0)
+	if (outbox_numeric_cmp(n, int64_to_numeric(INT_MAX)) >= 0)
 		return INT_MAX;
-	if (evo_numcmp(n, int64_to_numeric(0)) <= 0)
+	if (outbox_numeric_cmp(n, int64_to_numeric(0)) <= 0)
 		return 0;
 	return (int) DatumGetInt64(DirectFunctionCall1(numeric_int8,
 												   NumericGetDatum(evo_floor(n))));
-}
-
-/*
- * Equality of two JSON values as draft-07 defines it: numbers by value (1
- * equals 1.0), objects whatever their keys' order, arrays element by
- * element.
- */
-static bool
-evo_json_equal(JsonbValue *a, JsonbValue *b)
-{
-	if (a->type != b->type)
-		return false;
-	switch (a->type)
-	{
-		case jbvNull:
-			return true;
-		case jbvBool:
-			return a->val.boolean == b->val.boolean;
-		case jbvNumeric:
-			return evo_numcmp(a->val.numeric, b->val.numeric) == 0;
-		case jbvString:
-			return a->val.string.len == b->val.string.len &&
-				memcmp(a->val.string.val, b->val.string.val,
-					   a->val.string.len) == 0;
-		case jbvBinary:
-			if (JsonContainerIsObject(a->val.binary.data) !=
-				JsonContainerIsObject(b->val.binary.data))
-				return false;
-			return compareJsonbContainers(a->val.binary.data,
-										  b->val.binary.data) == 0;
-		default:
-			return false;
-	}
 }
 
 /*
@@ -553,7 +478,7 @@ evo_array_contains(JsonbContainer *c, JsonbValue *v)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (evo_json_equal(getIthJsonbValueFromContainer(c, i), v))
+		if (outbox_json_equal(getIthJsonbValueFromContainer(c, i), v))
 			return true;
 	return false;
 }
@@ -576,7 +501,7 @@ evo_value_text(JsonbValue *v)
 			appendStringInfoString(&buf, v->val.boolean ? "true" : "false");
 			break;
 		case jbvNumeric:
-			appendStringInfoString(&buf, evo_num_text(v->val.numeric));
+			appendStringInfoString(&buf, outbox_numeric_text(v->val.numeric));
 			break;
 		case jbvString:
 			escape_json(&buf, pnstrdup(v->val.string.val, v->val.string.len));
@@ -635,17 +560,13 @@ evo_values_text(JsonbValue *vals, int n)
 }
 
 /*
- * Whether the string s matches the pattern (ECMA 262 in the schema, read
- * as PostgreSQL's advanced regular expressions; unanchored, as in JSON
- * Schema).
+ * Whether the string s matches the pattern as the validator matches it
+ * (outbox_schema_regex_search(): unanchored, ARE, C collation).
  */
 static bool
 evo_regex_match(const char *pattern, int patlen, const char *s, int len)
 {
-	text	   *re = cstring_to_text_with_len(pattern, patlen);
-
-	return RE_compile_and_execute(re, (char *) s, len, REG_ADVANCED,
-								  C_COLLATION_OID, 0, NULL);
+	return outbox_schema_regex_search(cstring_to_text_with_len(pattern, patlen), s, len);
 }
 
 
@@ -720,7 +641,7 @@ evo_value_type(JsonbValue *v)
 		case jbvString:
 			return EVO_T_STRING;
 		case jbvNumeric:
-			return evo_integral(v->val.numeric) ? EVO_T_INTEGER : EVO_T_FRACTION;
+			return outbox_numeric_is_integer(v->val.numeric) ? EVO_T_INTEGER : EVO_T_FRACTION;
 		case jbvBinary:
 			return JsonContainerIsObject(v->val.binary.data) ?
 				EVO_T_OBJECT : EVO_T_ARRAY;
@@ -1134,7 +1055,7 @@ evo_same_schema(JsonbContainer *a, JsonbContainer *b, bool no_refs)
 		na++;
 		if (getKeyJsonValueFromContainer(b, keys[i].val.string.val,
 										 keys[i].val.string.len, &other) == NULL ||
-			!evo_json_equal(&values[i], &other))
+			!outbox_json_equal(&values[i], &other))
 			return false;
 	}
 	n = evo_entries(b, &keys, &values);
@@ -1458,7 +1379,7 @@ evo_finite(EvoConj *sub, int *n, bool *is_const)
 					JsonbContainer *e;
 
 					if (evo_get(sub->member[j], "const", &v) &&
-						!evo_json_equal(&v, &vals[i]))
+						!outbox_json_equal(&v, &vals[i]))
 						break;
 					if ((e = evo_get_array(sub->member[j], "enum")) != NULL &&
 						!evo_array_contains(e, &vals[i]))
@@ -1513,7 +1434,7 @@ evo_schema_types(EvoState *st, bool sup_side, JsonbValue *node, int depth)
 	}
 	if (evo_get(c, "const", &v))
 		types &= evo_value_type(&v);
-	if (evo_get_num(c, "multipleOf", &m) && evo_integral(m))
+	if (evo_get_num(c, "multipleOf", &m) && outbox_numeric_is_integer(m))
 		types &= ~EVO_T_FRACTION;
 	if ((list = evo_get_array(c, "required")) != NULL)
 	{
@@ -1768,17 +1689,17 @@ evo_meets(EvoState *st, JsonbContainer *c, EvoKeyword kw, JsonbValue *kv,
 		case EVO_KW_ENUM:
 			return evo_is_array(kv) && evo_array_contains(kv->val.binary.data, v);
 		case EVO_KW_CONST:
-			return evo_json_equal(kv, v);
+			return outbox_json_equal(kv, v);
 		case EVO_KW_MULTIPLEOF:
-			return !is_num || evo_multiple(v->val.numeric, kv->val.numeric);
+			return !is_num || outbox_numeric_is_multiple(v->val.numeric, kv->val.numeric);
 		case EVO_KW_MINIMUM:
-			return !is_num || evo_numcmp(v->val.numeric, kv->val.numeric) >= 0;
+			return !is_num || outbox_numeric_cmp(v->val.numeric, kv->val.numeric) >= 0;
 		case EVO_KW_EXCLUSIVEMINIMUM:
-			return !is_num || evo_numcmp(v->val.numeric, kv->val.numeric) > 0;
+			return !is_num || outbox_numeric_cmp(v->val.numeric, kv->val.numeric) > 0;
 		case EVO_KW_MAXIMUM:
-			return !is_num || evo_numcmp(v->val.numeric, kv->val.numeric) <= 0;
+			return !is_num || outbox_numeric_cmp(v->val.numeric, kv->val.numeric) <= 0;
 		case EVO_KW_EXCLUSIVEMAXIMUM:
-			return !is_num || evo_numcmp(v->val.numeric, kv->val.numeric) < 0;
+			return !is_num || outbox_numeric_cmp(v->val.numeric, kv->val.numeric) < 0;
 		case EVO_KW_MINLENGTH:
 			return !is_str ||
 				pg_mbstrlen_with_len(v->val.string.val, v->val.string.len) >=
@@ -1811,7 +1732,7 @@ evo_meets(EvoState *st, JsonbContainer *c, EvoKeyword kw, JsonbValue *kv,
 			n = evo_elements(v->val.binary.data, &elems);
 			for (i = 0; i < n; i++)
 				for (j = i + 1; j < n; j++)
-					if (evo_json_equal(&elems[i], &elems[j]))
+					if (outbox_json_equal(&elems[i], &elems[j]))
 						return false;
 			return true;
 		case EVO_KW_ITEMS:
@@ -2203,7 +2124,7 @@ evo_check_const(EvoState *st, EvoConj *sub, JsonbContainer *supc)
 	}
 	other = palloc(sizeof(JsonbValue) * Max(n, 1));
 	for (i = 0; i < n; i++)
-		if (!evo_json_equal(&vals[i], &cv))
+		if (!outbox_json_equal(&vals[i], &cv))
 			other[nother++] = vals[i];
 	if (nother == 0)
 		return true;
@@ -2236,7 +2157,7 @@ evo_bound_merge(EvoBound *b, Numeric v, bool excl, const char *kw, bool lower)
 
 	if (b->present)
 	{
-		c = evo_numcmp(v, b->v);
+		c = outbox_numeric_cmp(v, b->v);
 		if (!((lower ? c > 0 : c < 0) || (c == 0 && excl && !b->excl)))
 			return;
 	}
@@ -2296,12 +2217,12 @@ evo_check_bound(EvoState *st, EvoConj *sub, JsonbContainer *supc, bool lower)
 	{
 		if (integers)
 		{
-			c = evo_numcmp(evo_bound_integer(&new_b, lower),
+			c = outbox_numeric_cmp(evo_bound_integer(&new_b, lower),
 						   evo_bound_integer(&old_b, lower));
 			if (lower ? c >= 0 : c <= 0)
 				return true;
 		}
-		c = evo_numcmp(new_b.v, old_b.v);
+		c = outbox_numeric_cmp(new_b.v, old_b.v);
 		if ((lower ? c > 0 : c < 0) || (c == 0 && (new_b.excl || !old_b.excl)))
 			return true;
 	}
@@ -2311,21 +2232,21 @@ evo_check_bound(EvoState *st, EvoConj *sub, JsonbContainer *supc, bool lower)
 		return false;
 	if (!new_b.present)
 		evo_problem(st, old_b.kw, "%s %s removed", old_b.kw,
-					evo_num_text(old_b.v));
+					outbox_numeric_text(old_b.v));
 	else if (c == 0)
 		evo_problem(st, old_b.kw, "%s %s became %s %s: %s is accepted now",
-					old_b.kw, evo_num_text(old_b.v), new_b.kw,
-					evo_num_text(new_b.v), evo_num_text(new_b.v));
+					old_b.kw, outbox_numeric_text(old_b.v), new_b.kw,
+					outbox_numeric_text(new_b.v), outbox_numeric_text(new_b.v));
 	else if (strcmp(new_b.kw, old_b.kw) == 0)
 		evo_problem(st, old_b.kw, "the %s is %s than before (%s %s %s)",
 					old_b.kw, lower ? "lower" : "higher",
-					evo_num_text(new_b.v), lower ? "<" : ">",
-					evo_num_text(old_b.v));
+					outbox_numeric_text(new_b.v), lower ? "<" : ">",
+					outbox_numeric_text(old_b.v));
 	else
 		evo_problem(st, old_b.kw, "the %s bound is %s than before (%s %s %s %s %s)",
 					lower ? "lower" : "upper", lower ? "lower" : "higher",
-					new_b.kw, evo_num_text(new_b.v), lower ? "<" : ">",
-					old_b.kw, evo_num_text(old_b.v));
+					new_b.kw, outbox_numeric_text(new_b.v), lower ? "<" : ">",
+					old_b.kw, outbox_numeric_text(old_b.v));
 	return false;
 }
 
@@ -2346,24 +2267,24 @@ evo_check_multiple(EvoState *st, EvoConj *sub, JsonbContainer *supc)
 	for (i = 0; i < sub->n; i++)
 		if (evo_get_num(sub->member[i], "multipleOf", &v))
 		{
-			if (evo_multiple(v, m))
+			if (outbox_numeric_is_multiple(v, m))
 				return true;
 			if (first == NULL)
 				first = v;
 		}
 	if ((sub->types & EVO_T_NUMBER) == EVO_T_INTEGER &&
-		evo_multiple(int64_to_numeric(1), m))
+		outbox_numeric_is_multiple(int64_to_numeric(1), m))
 		return true;
 	if (evo_finite_meets(st, sub, supc, "multipleOf"))
 		return true;
 	if (evo_finite_report(st, sub, supc, "multipleOf"))
 		return false;
 	if (first == NULL)
-		evo_problem(st, "multipleOf", "multipleOf %s removed", evo_num_text(m));
+		evo_problem(st, "multipleOf", "multipleOf %s removed", outbox_numeric_text(m));
 	else
 		evo_problem(st, "multipleOf", "multipleOf changed from %s to %s (%s is not a multiple of %s)",
-					evo_num_text(m), evo_num_text(first), evo_num_text(first),
-					evo_num_text(m));
+					outbox_numeric_text(m), outbox_numeric_text(first), outbox_numeric_text(first),
+					outbox_numeric_text(m));
 	return false;
 }
 
@@ -2383,26 +2304,26 @@ evo_check_count(EvoState *st, EvoConj *sub, JsonbContainer *supc,
 
 	if (!evo_get_num(supc, kw, &old_v))
 		return true;
-	if (is_min && evo_numcmp(old_v, int64_to_numeric(0)) <= 0)
+	if (is_min && outbox_numeric_cmp(old_v, int64_to_numeric(0)) <= 0)
 		return true;
 	for (i = 0; i < sub->n; i++)
 		if (evo_get_num(sub->member[i], kw, &v) &&
-			(best == NULL || (is_min ? evo_numcmp(v, best) > 0 :
-							  evo_numcmp(v, best) < 0)))
+			(best == NULL || (is_min ? outbox_numeric_cmp(v, best) > 0 :
+							  outbox_numeric_cmp(v, best) < 0)))
 			best = v;
-	if (best != NULL && (is_min ? evo_numcmp(best, old_v) >= 0 :
-						 evo_numcmp(best, old_v) <= 0))
+	if (best != NULL && (is_min ? outbox_numeric_cmp(best, old_v) >= 0 :
+						 outbox_numeric_cmp(best, old_v) <= 0))
 		return true;
 	if (evo_finite_meets(st, sub, supc, kw))
 		return true;
 	if (evo_finite_report(st, sub, supc, kw))
 		return false;
 	if (best == NULL)
-		evo_problem(st, kw, "%s %s removed", kw, evo_num_text(old_v));
+		evo_problem(st, kw, "%s %s removed", kw, outbox_numeric_text(old_v));
 	else
 		evo_problem(st, kw, "%s %s from %s to %s", kw,
-					is_min ? "lowered" : "raised", evo_num_text(old_v),
-					evo_num_text(best));
+					is_min ? "lowered" : "raised", outbox_numeric_text(old_v),
+					outbox_numeric_text(best));
 	return false;
 }
 
@@ -2423,7 +2344,7 @@ evo_check_same_string(EvoState *st, EvoConj *sub, JsonbContainer *supc,
 	for (i = 0; i < sub->n; i++)
 		if (evo_get(sub->member[i], kw, &v))
 		{
-			if (evo_json_equal(&ov, &v))
+			if (outbox_json_equal(&ov, &v))
 				return true;
 			if (first == NULL)
 			{
@@ -3538,7 +3459,7 @@ evo_check_unknown(EvoState *st, EvoConj *sub, JsonbContainer *supc)
 											 keys[i].val.string.len, &v) != NULL)
 			{
 				had = true;
-				same = evo_json_equal(&v, &values[i]);
+				same = outbox_json_equal(&v, &values[i]);
 			}
 		}
 		if (same)
@@ -3775,7 +3696,7 @@ outbox_schema_check_evolution(Jsonb *old_schema, Jsonb *new_schema,
 		bool		has_old = evo_get(old_root.val.binary.data, "$id", &old_id);
 		bool		has_new = evo_get(new_root.val.binary.data, "$id", &new_id);
 
-		if (has_old == has_new && (!has_old || evo_json_equal(&old_id, &new_id)))
+		if (has_old == has_new && (!has_old || outbox_json_equal(&old_id, &new_id)))
 			return;
 	}
 

@@ -251,27 +251,37 @@ js_get(JsonbContainer *obj, const char *key)
 										palloc(sizeof(JsonbValue)));
 }
 
-static int
-js_numeric_cmp(Numeric a, Numeric b)
+int
+outbox_numeric_cmp(Numeric a, Numeric b)
 {
 	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
 											 NumericGetDatum(b)));
 }
 
 /* A number with no fractional part (1.0 is an integer in draft-07) */
-static bool
-js_numeric_is_integer(Numeric n)
+/* n mod m is 0, exactly (m > 0) */
+bool
+outbox_numeric_is_multiple(Numeric n, Numeric m)
+{
+	Datum		rem = DirectFunctionCall2(numeric_mod, NumericGetDatum(n),
+										  NumericGetDatum(m));
+
+	return outbox_numeric_cmp(DatumGetNumeric(rem), int64_to_numeric(0)) == 0;
+}
+
+bool
+outbox_numeric_is_integer(Numeric n)
 {
 	Datum		t;
 
 	if (DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n))) == 0)
 		return true;
 	t = DirectFunctionCall2(numeric_trunc, NumericGetDatum(n), Int32GetDatum(0));
-	return js_numeric_cmp(n, DatumGetNumeric(t)) == 0;
+	return outbox_numeric_cmp(n, DatumGetNumeric(t)) == 0;
 }
 
-static char *
-js_numeric_text(Numeric n)
+char *
+outbox_numeric_text(Numeric n)
 {
 	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
 }
@@ -289,7 +299,7 @@ js_type_of(JsonbValue *v)
 		case jbvString:
 			return JT_STRING;
 		case jbvNumeric:
-			return js_numeric_is_integer(v->val.numeric) ? JT_INTEGER : JT_NUMBER;
+			return outbox_numeric_is_integer(v->val.numeric) ? JT_INTEGER : JT_NUMBER;
 		case jbvBinary:
 			return JsonContainerIsObject(v->val.binary.data) ? JT_OBJECT : JT_ARRAY;
 		default:
@@ -322,8 +332,8 @@ js_type_name(int bit)
 }
 
 /* JSON equality: numbers by value, objects regardless of key order */
-static bool
-js_equal(JsonbValue *a, JsonbValue *b)
+bool
+outbox_json_equal(JsonbValue *a, JsonbValue *b)
 {
 	if (a->type != b->type)
 		return false;
@@ -337,7 +347,7 @@ js_equal(JsonbValue *a, JsonbValue *b)
 			return a->val.string.len == b->val.string.len &&
 				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
 		case jbvNumeric:
-			return js_numeric_cmp(a->val.numeric, b->val.numeric) == 0;
+			return outbox_numeric_cmp(a->val.numeric, b->val.numeric) == 0;
 		case jbvBinary:
 			if (JsonContainerIsObject(a->val.binary.data) !=
 				JsonContainerIsObject(b->val.binary.data))
@@ -385,10 +395,10 @@ js_bad_schema(JsCompiler *c, const char *fmt,...)
 static int64
 js_compile_count(JsCompiler *c, JsonbValue *v)
 {
-	if (v->type != jbvNumeric || !js_numeric_is_integer(v->val.numeric) ||
-		js_numeric_cmp(v->val.numeric, int64_to_numeric(0)) < 0)
+	if (v->type != jbvNumeric || !outbox_numeric_is_integer(v->val.numeric) ||
+		outbox_numeric_cmp(v->val.numeric, int64_to_numeric(0)) < 0)
 		js_bad_schema(c, "The value must be a non-negative integer.");
-	if (js_numeric_cmp(v->val.numeric, int64_to_numeric(PG_INT32_MAX)) > 0)
+	if (outbox_numeric_cmp(v->val.numeric, int64_to_numeric(PG_INT32_MAX)) > 0)
 		return PG_INT32_MAX;
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8,
 											 NumericGetDatum(v->val.numeric)));
@@ -998,7 +1008,7 @@ js_compile_keyword(JsCompiler *c, JsNode *n, const char *kw, int klen,
 	else if (KW("multipleOf"))
 	{
 		n->multiple_of = js_compile_number(c, v);
-		if (js_numeric_cmp(n->multiple_of, int64_to_numeric(0)) <= 0)
+		if (outbox_numeric_cmp(n->multiple_of, int64_to_numeric(0)) <= 0)
 			js_bad_schema(c, "The value of \"multipleOf\" must be greater than 0.");
 	}
 	else if (KW("enum"))
@@ -1335,8 +1345,8 @@ js_find_property(JsNode *n, const char *name, int len)
 	return NULL;
 }
 
-static bool
-js_regex_search(text *re, const char *s, int len)
+bool
+outbox_schema_regex_search(text *re, const char *s, int len)
 {
 	return RE_compile_and_execute(re, (char *) s, len, REG_ADVANCED,
 								  C_COLLATION_OID, 0, NULL);
@@ -1380,7 +1390,7 @@ js_validate_object(JsValidator *s, JsNode *n, JsonbContainer *obj)
 			}
 			for (i = 0; i < n->npatterns; i++)
 			{
-				if (js_regex_search(n->patterns[i].re, k.val.string.val, k.val.string.len))
+				if (outbox_schema_regex_search(n->patterns[i].re, k.val.string.val, k.val.string.len))
 				{
 					matched = true;
 					ok &= js_validate_at(s, n->patterns[i].schema, &v,
@@ -1482,7 +1492,7 @@ js_validate_array(JsValidator *s, JsNode *n, JsonbContainer *arr)
 
 			for (i = 0; i < size && ok; i++)
 				for (j = i + 1; j < size; j++)
-					if (js_equal(&items[i], &items[j]))
+					if (outbox_json_equal(&items[i], &items[j]))
 					{
 						ok = js_fail(s, "items %d and %d are equal", i, j);
 						break;
@@ -1511,7 +1521,7 @@ js_validate_string(JsValidator *s, JsNode *n, JsonbValue *v)
 			ok = js_fail(s, "must have at most " INT64_FORMAT " characters", n->max_length);
 	}
 	if (n->pattern != NULL &&
-		!js_regex_search(n->pattern, v->val.string.val, v->val.string.len))
+		!outbox_schema_regex_search(n->pattern, v->val.string.val, v->val.string.len))
 		ok = js_fail(s, "does not match the pattern \"%s\"",
 					 js_show_name(VARDATA_ANY(n->pattern), VARSIZE_ANY_EXHDR(n->pattern)));
 	if (n->format != JSON_FORMAT_NONE &&
@@ -1525,22 +1535,16 @@ js_validate_number(JsValidator *s, JsNode *n, Numeric v)
 {
 	bool		ok = true;
 
-	if (n->minimum != NULL && js_numeric_cmp(v, n->minimum) < 0)
-		ok = js_fail(s, "must be at least %s", js_numeric_text(n->minimum));
-	if (n->maximum != NULL && js_numeric_cmp(v, n->maximum) > 0)
-		ok = js_fail(s, "must be at most %s", js_numeric_text(n->maximum));
-	if (n->exclusive_minimum != NULL && js_numeric_cmp(v, n->exclusive_minimum) <= 0)
-		ok = js_fail(s, "must be greater than %s", js_numeric_text(n->exclusive_minimum));
-	if (n->exclusive_maximum != NULL && js_numeric_cmp(v, n->exclusive_maximum) >= 0)
-		ok = js_fail(s, "must be less than %s", js_numeric_text(n->exclusive_maximum));
-	if (n->multiple_of != NULL)
-	{
-		Datum		rem = DirectFunctionCall2(numeric_mod, NumericGetDatum(v),
-											  NumericGetDatum(n->multiple_of));
-
-		if (js_numeric_cmp(DatumGetNumeric(rem), int64_to_numeric(0)) != 0)
-			ok = js_fail(s, "must be a multiple of %s", js_numeric_text(n->multiple_of));
-	}
+	if (n->minimum != NULL && outbox_numeric_cmp(v, n->minimum) < 0)
+		ok = js_fail(s, "must be at least %s", outbox_numeric_text(n->minimum));
+	if (n->maximum != NULL && outbox_numeric_cmp(v, n->maximum) > 0)
+		ok = js_fail(s, "must be at most %s", outbox_numeric_text(n->maximum));
+	if (n->exclusive_minimum != NULL && outbox_numeric_cmp(v, n->exclusive_minimum) <= 0)
+		ok = js_fail(s, "must be greater than %s", outbox_numeric_text(n->exclusive_minimum));
+	if (n->exclusive_maximum != NULL && outbox_numeric_cmp(v, n->exclusive_maximum) >= 0)
+		ok = js_fail(s, "must be less than %s", outbox_numeric_text(n->exclusive_maximum));
+	if (n->multiple_of != NULL && !outbox_numeric_is_multiple(v, n->multiple_of))
+		ok = js_fail(s, "must be a multiple of %s", outbox_numeric_text(n->multiple_of));
 	return ok;
 }
 
@@ -1616,12 +1620,12 @@ js_validate(JsValidator *s, JsNode *n, JsonbValue *v)
 	if (n->enum_values != NULL)
 	{
 		for (i = 0; i < n->nenum; i++)
-			if (js_equal(v, &n->enum_values[i]))
+			if (outbox_json_equal(v, &n->enum_values[i]))
 				break;
 		if (i == n->nenum)
 			ok = js_fail(s, "not one of the values in enum");
 	}
-	if (n->const_value != NULL && !js_equal(v, n->const_value))
+	if (n->const_value != NULL && !outbox_json_equal(v, n->const_value))
 		ok = js_fail(s, "not the value of const");
 	for (i = 0; i < n->nall_of && (ok || s->silent == 0); i++)
 		ok &= js_validate(s, n->all_of[i], v);

@@ -13,6 +13,7 @@
 
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 /* A compiled schema; everything it holds lives in the context given */
 typedef struct JsonSchema JsonSchema;
@@ -42,5 +43,16 @@ extern int	outbox_schema_validate(JsonSchema *schema, Jsonb *doc,
  * readOnly, writeOnly, contentMediaType, contentEncoding).
  */
 extern bool outbox_schema_is_annotation(const char *keyword, int len);
+
+/*
+ * What validating and comparing schemas (evolution.c) share: JSON values
+ * and numbers as draft-07 compares them, and "pattern" as it matches.
+ */
+extern bool outbox_json_equal(JsonbValue *a, JsonbValue *b);
+extern int	outbox_numeric_cmp(Numeric a, Numeric b);
+extern bool outbox_numeric_is_integer(Numeric n);
+extern bool outbox_numeric_is_multiple(Numeric n, Numeric m);
+extern char *outbox_numeric_text(Numeric n);
+extern bool outbox_schema_regex_search(text *re, const char *s, int len);
 
 #endif							/* OUTBOX_JSONSCHEMA_H */

@@ -277,6 +277,18 @@ def relay_pid(cur):
     return row[0] if row else None
 
 
+def pause_relay(cur, who):
+    """Pause the relay of cur's database (outbox.pause_relay()) and wait
+    until outbox.stats says so; on a timeout resume it, say so on stderr as
+    `who`, and return False.  cur must be in autocommit mode."""
+    cur.execute('SELECT outbox.pause_relay()')
+    if wait_state(cur, True):
+        return True
+    print('%s: the relay did not report "paused" within 30 s' % who, file=sys.stderr)
+    cur.execute('SELECT outbox.resume_relay()')
+    return False
+
+
 def alternating(sides, rounds):
     """The order of runs for `rounds` rounds over `sides`, reversed every
     other round (A B, B A, A B ...), so that drift in the machine (WAL flush

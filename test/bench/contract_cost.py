@@ -84,7 +84,8 @@ import time
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 import psycopg2
 
-from benchlib import alternating, log, pgbench, process_cpu_s, wait_state
+from benchlib import (alternating, log, pause_relay, pgbench, process_cpu_s, relay_pid,
+                      wait_state)
 
 TOPIC = 'bench.contract'
 TYPES = {'unregistered': 'bench.contract.unregistered.v1',
@@ -241,13 +242,8 @@ def main():
     cur.execute('SELECT pg_catalog.pg_backend_pid()')
     backend_pid = cur.fetchone()[0]
 
-    cur.execute('SELECT pid FROM outbox.stats WHERE datname = pg_catalog.current_database()')
-    row = cur.fetchone()
-    relay_pid = row[0] if row else None
-    cur.execute('SELECT outbox.pause_relay()')
-    if not wait_state(cur, True):
-        print('contract_cost: the relay did not report "paused" within 30 s', file=sys.stderr)
-        cur.execute('SELECT outbox.resume_relay()')
+    relay = relay_pid(cur)
+    if not pause_relay(cur, 'contract_cost'):
         return 1
 
     calls_runs, pgbench_runs, loop_runs = [], [], []
@@ -308,9 +304,9 @@ def main():
                 fresh(cur)
                 log('pgbench: %s type, 1 event per transaction, 1 client, %d s%s'
                     % (v, secs, ', synchronous_commit=off' if sync_off else ''))
-                cpu0 = process_cpu_s(relay_pid) if relay_pid else None
+                cpu0 = process_cpu_s(relay) if relay else None
                 r = pgbench(a.dsn, pgbench_script(TYPES[v], nrows), 1, secs, sync_off=sync_off)
-                cpu1 = process_cpu_s(relay_pid) if relay_pid else None
+                cpu1 = process_cpu_s(relay) if relay else None
                 rows, typed = rows_of(cur, TYPES[v])
                 r.update({'variant': v, 'round': rnd, 'rows': rows,
                           'relay_cpu_s': (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None
@@ -358,7 +354,7 @@ def main():
                       'loop_runs': loop_runs, 'schema': TEN_SCHEMA,
                       'payload_bytes': {'good': good_bytes, 'bad': bad_bytes},
                       'sample_payloads': {'good': sample_good, 'bad': sample_bad},
-                      'relay_pid': relay_pid, 'backend_pid': backend_pid,
+                      'relay_pid': relay, 'backend_pid': backend_pid,
                       'nproc': os.cpu_count(), 'settings': settings}))
     return rc
 

@@ -51,8 +51,8 @@ import sys
 import benchlib  # noqa: F401  (sets sys.path for Debian's packages)
 import psycopg2
 
-from benchlib import (KEY_SQL, PAYLOAD_SQL, alternating, log, pgbench, process_cpu_s,
-                      wait_state)
+from benchlib import (KEY_SQL, PAYLOAD_SQL, alternating, log, pause_relay, pgbench,
+                      process_cpu_s, relay_pid, wait_state)
 
 TOPIC = 'bench.publish'
 MAX_I = 200000          # event numbers 1..MAX_I, drawn at random per row
@@ -132,13 +132,8 @@ def main():
     if cur.fetchone()[0] != 0:
         print('publish_cost: outbox.events is not empty at start', file=sys.stderr)
         return 1
-    cur.execute('SELECT pid FROM outbox.stats WHERE datname = pg_catalog.current_database()')
-    row = cur.fetchone()
-    relay_pid = row[0] if row else None
-    cur.execute('SELECT outbox.pause_relay()')
-    if not wait_state(cur, True):
-        print('publish_cost: the relay did not report "paused" within 30 s', file=sys.stderr)
-        cur.execute('SELECT outbox.resume_relay()')
+    relay = relay_pid(cur)
+    if not pause_relay(cur, 'publish_cost'):
         return 1
 
     secs = max(1, a.seconds // a.rounds)
@@ -156,9 +151,9 @@ def main():
                 cur.execute('CHECKPOINT')
                 log('%s, %d event(s) per transaction, %d client(s), %d s%s'
                     % (side, shape, c, secs, ', synchronous_commit=off' if sync_off else ''))
-                cpu0 = process_cpu_s(relay_pid) if relay_pid else None
+                cpu0 = process_cpu_s(relay) if relay else None
                 r = pgbench(a.dsn, script(side, shape), c, secs, sync_off=sync_off)
-                cpu1 = process_cpu_s(relay_pid) if relay_pid else None
+                cpu1 = process_cpu_s(relay) if relay else None
                 cur.execute('SELECT pg_catalog.count(*) FROM %s' % TABLE_OF[side])
                 rows = cur.fetchone()[0]
                 r.update({'side': side, 'events_per_tx': shape, 'rows': rows, 'round': rnd,
@@ -181,7 +176,7 @@ def main():
             print('publish_cost: the relay still reported "paused" 30 s after resume', file=sys.stderr)
             rc = 1
         cur.execute('DROP SCHEMA bench_plain_pub CASCADE')
-    print(json.dumps({'seconds': secs, 'rounds': a.rounds, 'runs': runs, 'relay_pid': relay_pid,
+    print(json.dumps({'seconds': secs, 'rounds': a.rounds, 'runs': runs, 'relay_pid': relay,
                       'indexes': indexes, 'settings': settings, 'max_i': MAX_I}))
     return rc
 
