@@ -27,6 +27,18 @@ SELECT count(*) AS dead_letters_left FROM outbox.dead_letters;
 -- the whole original message came back, in replay order, at the end of the queue
 SELECT event_id, topic, key, payload, headers, content_type, attempts FROM outbox.events ORDER BY id;
 
+-- a dead letter forwarded to its dead-letter topic takes the time along, so
+-- that failing again does not forward it twice; one never forwarded does not
+INSERT INTO outbox.dead_letters (event_id, topic, key, content_type, created_at, attempts, error_code, error,
+                                 forward_topic, forwarded_at)
+VALUES ('01890a5d-ac96-774b-bcce-000000000005', 'orders', 'k5', 'application/json', now(), 1, 'MSG_SIZE_TOO_LARGE',
+        'Broker: Message size too large', 'orders.dlq', '2026-01-02 03:04:05+00'),
+       ('01890a5d-ac96-774b-bcce-000000000006', 'orders', 'k6', 'application/json', now(), 1, 'MSG_SIZE_TOO_LARGE',
+        'Broker: Message size too large', 'orders.dlq', NULL);
+SELECT outbox.replay_dead_letters(topic => 'orders') AS replayed;
+SELECT event_id, forwarded_at AT TIME ZONE 'UTC' AS forwarded_at FROM outbox.events
+ WHERE event_id IN ('01890a5d-ac96-774b-bcce-000000000005', '01890a5d-ac96-774b-bcce-000000000006') ORDER BY id;
+
 -- only an admin replays: the application roles cannot, nor read dead letters
 CREATE ROLE app_both LOGIN IN ROLE outbox_publisher, outbox_consumer;
 SET ROLE app_both;

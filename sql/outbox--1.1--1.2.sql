@@ -212,3 +212,60 @@ REVOKE ALL ON FUNCTION @extschema@.event_schema(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.register_event_type(text, jsonb, text, timestamptz, text, regprocedure, text) TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.drop_event_type(text) TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.event_schema(text) TO outbox_publisher, outbox_consumer, outbox_admin;
+
+-- Dead letters on Kafka -----------------------------------------------------------
+--
+-- With outbox.dead_letter_topic_suffix set, every event that becomes a dead
+-- letter is also produced to <topic><suffix>.  The row in dead_letters stays
+-- the source of truth: forward_topic says where it goes (NULL: the suffix was
+-- not set when it failed, so it is not forwarded), forwarded_at when Kafka
+-- took it, and a forward that failed waits for next_forward_at.  A replayed
+-- dead letter takes its forwarded_at back to outbox.events, so that failing
+-- again does not forward it a second time.
+ALTER TABLE @extschema@.events ADD COLUMN forwarded_at timestamptz;
+COMMENT ON COLUMN @extschema@.events.forwarded_at IS
+    'For a replayed dead letter: when it was forwarded to the dead-letter topic (it is not forwarded again)';
+
+ALTER TABLE @extschema@.dead_letters
+    ADD COLUMN forward_topic    text,
+    ADD COLUMN forwarded_at     timestamptz,
+    ADD COLUMN forward_attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN next_forward_at  timestamptz,
+    ADD COLUMN forward_error    text;
+-- the relay's queue of forwards to make
+CREATE INDEX dead_letters_forward_idx ON @extschema@.dead_letters (id)
+    WHERE forward_topic IS NOT NULL AND forwarded_at IS NULL;
+COMMENT ON COLUMN @extschema@.dead_letters.forward_topic IS
+    'Dead-letter topic it is produced to (outbox.dead_letter_topic_suffix when it failed); NULL: not forwarded';
+COMMENT ON COLUMN @extschema@.dead_letters.forwarded_at IS 'When Kafka acknowledged it on forward_topic';
+COMMENT ON COLUMN @extschema@.dead_letters.forward_attempts IS 'Failed attempts to forward it';
+COMMENT ON COLUMN @extschema@.dead_letters.next_forward_at IS 'Earliest time of the next forward attempt; NULL means now';
+COMMENT ON COLUMN @extschema@.dead_letters.forward_error IS 'Error of the last failed forward attempt';
+
+CREATE OR REPLACE FUNCTION @extschema@.replay_dead_letters(event_ids uuid[] DEFAULT NULL, topic text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $replay$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM @extschema@._wake_relay();
+    WITH moved AS (
+        DELETE FROM @extschema@.dead_letters d
+         WHERE (replay_dead_letters.event_ids IS NULL OR d.event_id = ANY (replay_dead_letters.event_ids))
+           AND (replay_dead_letters.topic IS NULL OR d.topic = replay_dead_letters.topic)
+        RETURNING d.*
+    ), requeued AS (
+        INSERT INTO @extschema@.events (event_id, topic, key, payload, headers, event_type,
+                                        source, traceparent, content_type, created_at,
+                                        forwarded_at)
+        SELECT m.event_id, m.topic, m.key, m.payload, m.headers, m.event_type,
+               m.source, m.traceparent, m.content_type, m.created_at, m.forwarded_at
+          FROM moved m ORDER BY m.id
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM requeued;
+    RETURN n;
+END
+$replay$;

@@ -26,7 +26,11 @@ enum
 	EV_ATTEMPTS,
 	EV_NEXT_ATTEMPT_AT,
 	EV_LAST_ERROR,
-	EV_NATTS = EV_LAST_ERROR
+	EV_FORWARDED_AT,			/* since 1.2 */
+	EV_NATTS = EV_FORWARDED_AT
 };
+
+/* A database still at 1.0 or 1.1 has the columns up to last_error */
+#define EV_NATTS_1_1 EV_LAST_ERROR
 
 #endif							/* OUTBOX_EVENTS_H */

@@ -41,8 +41,6 @@ struct OutboxProducer
 	rd_kafka_queue_t *mainq;
 	int			pipe_fds[2];	/* [0] read by the relay, [1] librdkafka */
 	WaitEventSet *waits;		/* the latch, postmaster death, pipe_fds[0] */
-	OutboxDeliveryFn on_delivery;
-	void	   *arg;
 	bool		fatal;			/* idempotence broke: recreate the producer */
 	bool		all_brokers_down;
 	char	   *label;			/* "outbox relay for database ...", for logs */
@@ -340,19 +338,20 @@ outbox_kafka_config_check(const OutboxKafkaConfig *config, char **detail)
 
 /*
  * Delivery report callback.  Runs inside rd_kafka_poll() in the relay's
- * thread; it only hands the outcome to the relay's callback.
+ * thread; it only hands the outcome to the message's OutboxDelivery.
  */
 static void
 outbox_dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	OutboxProducer *producer = (OutboxProducer *) opaque;
+	OutboxDelivery *delivery = (OutboxDelivery *) msg->_private;
 
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		producer->all_brokers_down = false;
-	producer->on_delivery(msg->_private, msg->err,
+	delivery->on_delivery(delivery, msg->err,
 						  msg->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
 						  rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED,
-						  msg->partition, msg->offset, producer->arg);
+						  msg->partition, msg->offset);
 }
 
 /*
@@ -402,7 +401,7 @@ outbox_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
  */
 OutboxProducer *
 outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
-					const char *label, OutboxDeliveryFn on_delivery, void *arg)
+					const char *label)
 {
 	OutboxProducer *producer;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -411,8 +410,6 @@ outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
 	int			i;
 
 	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(OutboxProducer));
-	producer->on_delivery = on_delivery;
-	producer->arg = arg;
 	producer->label = MemoryContextStrdup(TopMemoryContext, label);
 
 	for (i = 0; outbox_default_properties[i][0] != NULL; i++)
@@ -547,7 +544,7 @@ outbox_kafka_serve(OutboxProducer *producer)
  */
 rd_kafka_resp_err_t
 outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
-					 void *opaque)
+					 OutboxDelivery *delivery)
 {
 	for (;;)
 	{
@@ -567,7 +564,7 @@ outbox_kafka_produce(OutboxProducer *producer, const OutboxMessage *msg,
 								RD_KAFKA_V_MSGFLAGS(0),
 								RD_KAFKA_V_HEADERS(hdrs),
 								RD_KAFKA_V_TIMESTAMP(msg->timestamp_ms),
-								RD_KAFKA_V_OPAQUE(opaque),
+								RD_KAFKA_V_OPAQUE(delivery),
 								RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			return err;			/* librdkafka owns hdrs now */

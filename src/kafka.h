@@ -32,18 +32,30 @@ typedef struct OutboxMessage
 	int64		timestamp_ms;	/* record timestamp; 0: when it is produced */
 } OutboxMessage;
 
+typedef struct OutboxDelivery OutboxDelivery;
+
 /*
  * Called once per produced message, from outbox_kafka_serve() in the relay's
- * own thread, with the opaque pointer given to outbox_kafka_produce().
+ * own thread, with the OutboxDelivery given to outbox_kafka_produce().
  * maybe_persisted: the message failed (err), but only after it was sent, so
  * a broker may have written it all the same (librdkafka's
  * RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED, as when it times out waiting for
  * the acknowledgement).  partition and offset: where Kafka wrote it (-1
  * when unknown).
  */
-typedef void (*OutboxDeliveryFn) (void *opaque, rd_kafka_resp_err_t err,
+typedef void (*OutboxDeliveryFn) (OutboxDelivery *delivery,
+								  rd_kafka_resp_err_t err,
 								  bool maybe_persisted, int32 partition,
-								  int64 offset, void *arg);
+								  int64 offset);
+
+/*
+ * The first member of what a caller produces a message for (a pipeline
+ * event, a dead letter being forwarded): its report goes to on_delivery.
+ */
+struct OutboxDelivery
+{
+	OutboxDeliveryFn on_delivery;
+};
 
 typedef struct OutboxProducer OutboxProducer;
 
@@ -65,16 +77,14 @@ extern bool outbox_kafka_config_check(const OutboxKafkaConfig *config,
 									  char **detail);
 extern OutboxProducer *outbox_kafka_create(const OutboxKafkaConfig *config,
 										   const char *client_id,
-										   const char *label,
-										   OutboxDeliveryFn on_delivery,
-										   void *arg);
+										   const char *label);
 extern void outbox_kafka_destroy(OutboxProducer *producer);
 extern int	outbox_kafka_wait(OutboxProducer *producer, long timeout,
 							  uint32 wait_event_info);
 extern void outbox_kafka_serve(OutboxProducer *producer);
 extern rd_kafka_resp_err_t outbox_kafka_produce(OutboxProducer *producer,
 												const OutboxMessage *msg,
-												void *opaque);
+												OutboxDelivery *delivery);
 extern void outbox_kafka_send_now(OutboxProducer *producer);
 extern bool outbox_kafka_failed_fatally(OutboxProducer *producer);
 extern bool outbox_kafka_brokers_up(OutboxProducer *producer);

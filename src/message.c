@@ -59,6 +59,9 @@ static const char *const outbox_stored_headers[] = {
 /* CloudEvents headers a message has besides the caller's */
 #define OUTBOX_MAX_OWN_HEADERS 7
 
+/* x-outbox-* headers a record on a dead-letter topic has besides those */
+#define OUTBOX_DEAD_LETTER_HEADERS 5
+
 /*
  * Call fn for every (name, value) of a headers object, in order.
  */
@@ -394,6 +397,38 @@ outbox_message_build(OutboxMessage *msg, const Datum *values, const bool *nulls,
 
 	if (headers != NULL)
 		outbox_headers_walk(headers, message_add_caller_header, msg);
+}
+
+/*
+ * Turn a message built from a dead letter's row into its record on the
+ * dead-letter topic: the same key, value and headers, plus what went wrong,
+ * under outbox's own header prefix.
+ */
+void
+outbox_message_to_dead_letter_topic(OutboxMessage *msg, const char *dlq_topic,
+									const char *error_code, const char *error,
+									int attempts, TimestampTz failed_at)
+{
+	size_t		len;
+	char	   *s;
+
+	msg->headers = repalloc(msg->headers,
+							sizeof(OutboxHeader) * (msg->nheaders + OUTBOX_DEAD_LETTER_HEADERS));
+	len = strlen(error_code);
+	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "error-code",
+					   message_utf8(error_code, &len), len);
+	len = strlen(error);
+	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "error",
+					   message_utf8(error, &len), len);
+	s = psprintf("%d", attempts);
+	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "attempts", s, strlen(s));
+	s = message_rfc3339(failed_at);
+	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "failed-at", s, strlen(s));
+	/* the topic as the original record had it (already UTF-8-safe ASCII or not) */
+	len = strlen(msg->topic);
+	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "original-topic",
+					   message_utf8(msg->topic, &len), len);
+	msg->topic = dlq_topic;
 }
 
 /*

@@ -13,6 +13,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 #include "kafka.h"
@@ -52,6 +53,12 @@ extern Jsonb *outbox_headers_add(Jsonb *headers, const char *name, const char *v
 extern bool outbox_traceparent_is_valid(const char *s, int len);
 extern void outbox_message_build(OutboxMessage *msg, const Datum *values,
 								 const bool *nulls, const char *default_source);
+extern void outbox_message_to_dead_letter_topic(OutboxMessage *msg,
+												const char *dlq_topic,
+												const char *error_code,
+												const char *error,
+												int attempts,
+												TimestampTz failed_at);
 extern Size outbox_message_bytes(const OutboxMessage *msg);
 
 #endif							/* OUTBOX_MESSAGE_H */

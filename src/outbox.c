@@ -47,6 +47,7 @@ int			outbox_deprecated_types = OUTBOX_DEPRECATED_WARN;
 char	   *outbox_schema_uri_prefix = NULL;
 int			outbox_record_timestamp = OUTBOX_RECORD_TIMESTAMP_PRODUCE;
 char	   *outbox_notify_channel = NULL;
+char	   *outbox_dead_letter_topic_suffix = NULL;
 
 static const struct config_enum_entry outbox_record_timestamp_options[] = {
 	{"produce", OUTBOX_RECORD_TIMESTAMP_PRODUCE, false},
@@ -158,6 +159,34 @@ check_backoff_max(int *newval, void **extra, GucSource source)
 /*
  * Define every outbox.* setting.
  */
+/*
+ * outbox.dead_letter_topic_suffix: what makes <topic><suffix> a legal Kafka
+ * topic name whatever the topic (Kafka allows ASCII letters, digits, '.',
+ * '_' and '-', 249 characters in all); empty turns forwarding off.
+ */
+static bool
+outbox_check_dead_letter_topic_suffix(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (strlen(*newval) > OUTBOX_MAX_DLQ_SUFFIX_LEN)
+	{
+		GUC_check_errdetail("A dead-letter topic suffix has at most %d characters.",
+							OUTBOX_MAX_DLQ_SUFFIX_LEN);
+		return false;
+	}
+	for (p = *newval; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+		{
+			GUC_check_errdetail("Kafka topic names hold only ASCII letters, digits, \".\", \"_\" and \"-\".");
+			return false;
+		}
+	}
+	return true;
+}
+
 /*
  * outbox.notify_channel: a channel name NOTIFY takes (shorter than
  * NAMEDATALEN), without control characters; empty turns notifications off.
@@ -354,6 +383,14 @@ outbox_define_settings(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   outbox_check_notify_channel, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.dead_letter_topic_suffix",
+							   gettext_noop("Also produces every new dead letter to its topic's name followed by this suffix."),
+							   gettext_noop("Empty: dead letters stay in outbox.dead_letters only. \".dlq\" sends those of topic t to t.dlq."),
+							   &outbox_dead_letter_topic_suffix,
+							   "",
+							   PGC_SIGHUP, 0,
+							   outbox_check_dead_letter_topic_suffix, NULL, NULL);
 
 	DefineCustomEnumVariable("outbox.record_timestamp",
 							 gettext_noop("The Kafka record timestamp of an event: when the relay produces it, or when publish() ran."),

@@ -53,6 +53,10 @@ extern int	outbox_deprecated_types;
 extern char *outbox_schema_uri_prefix;
 extern int	outbox_record_timestamp;
 extern char *outbox_notify_channel;
+extern char *outbox_dead_letter_topic_suffix;
+
+/* Longest outbox.dead_letter_topic_suffix: a topic of a name or two more */
+#define OUTBOX_MAX_DLQ_SUFFIX_LEN 64
 
 /* Values of outbox.record_timestamp */
 typedef enum OutboxRecordTimestamp

@@ -20,7 +20,8 @@
  *	   them, sent when it commits: notify.c), and for failed ones counts the
  *	   attempt and sets the next attempt time (exponential backoff with
  *	   jitter), or moves them to outbox.dead_letters after
- *	   outbox.max_attempts or at once on a permanent error.
+ *	   outbox.max_attempts or at once on a permanent error (from where
+ *	   forward.c produces them to their dead-letter topic).
  * No transaction is open while messages travel.  A pass never blocks: it
  * does what can be done now and says whether it made progress, is waiting
  * for Kafka, or is idle; relay.c waits on its latch and librdkafka's queue
@@ -85,6 +86,7 @@
 #include "utils/timestamp.h"
 
 #include "events.h"
+#include "forward.h"
 #include "horizon.h"
 #include "message.h"
 #include "notify.h"
@@ -108,6 +110,7 @@ typedef struct RelayBatch RelayBatch;
 /* One event of a batch */
 typedef struct RelayEvent
 {
+	OutboxDelivery delivery;	/* first: the report finds the event by it */
 	int64		id;
 	OutboxMessage msg;
 	rd_kafka_resp_err_t err;	/* NO_ERROR only once Kafka acknowledged it */
@@ -153,6 +156,7 @@ static TimestampTz rescanned_at = 0;
 
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr fail_dlq_plan = NULL;
 static SPIPlanPtr retry_floor_plan = NULL;
 
 /* the message's columns, then the xid that inserted the row */
@@ -173,35 +177,41 @@ static const char *const retry_floor_sql =
 
 /*
  * $1 ids, $2 error names, $3 error texts, $4 permanent flags,
- * $5 max attempts, $6 backoff min ms, $7 backoff max ms.
- * Returns (dead-lettered, retried).
+ * $5 max attempts, $6 backoff min ms, $7 backoff max ms, $8 the dead-letter
+ * topic suffix.  Returns (dead-lettered, retried).  A database at 1.2 or
+ * later also records where each dead letter is forwarded to (fail_sql_dlq,
+ * given to FAIL_SQL): nowhere when the suffix is empty, and nowhere again
+ * for a replayed dead letter that was forwarded before.
  */
-static const char *const fail_sql =
-"WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-"                                     pg_catalog.unnest($2::pg_catalog.text[]),"
-"                                     pg_catalog.unnest($3::pg_catalog.text[]),"
-"                                     pg_catalog.unnest($4::pg_catalog.bool[]))"
-"                   AS f(id, code, message, permanent)),"
-" dead AS (DELETE FROM outbox.events e USING f"
-"           WHERE e.id = f.id AND (f.permanent OR e.attempts + 1 >= $5)"
-"          RETURNING e.event_id, e.topic, e.key, e.payload, e.headers, e.event_type,"
-"                    e.source, e.traceparent, e.content_type, e.created_at,"
-"                    e.attempts + 1 AS attempts, f.code, f.message),"
-" moved AS (INSERT INTO outbox.dead_letters (event_id, topic, key, payload, headers,"
-"                  event_type, source, traceparent, content_type, created_at,"
-"                  attempts, error_code, error)"
-"           SELECT * FROM dead RETURNING 1),"
-" retried AS (UPDATE outbox.events e"
-"                SET attempts = e.attempts + 1,"
-"                    last_error = f.code || ': ' || f.message,"
-"                    next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs =>"
-"                        LEAST($6::pg_catalog.float8 * pg_catalog.power(2, e.attempts),"
-"                              $7::pg_catalog.float8)"
-"                        * (0.5 + pg_catalog.random() * 0.5) / 1000)"
-"               FROM f"
-"              WHERE e.id = f.id AND NOT (f.permanent OR e.attempts + 1 >= $5)"
-"             RETURNING 1)"
-"SELECT (SELECT pg_catalog.count(*) FROM moved), (SELECT pg_catalog.count(*) FROM retried)";
+#define FAIL_SQL(dead_columns, dead_values) \
+"WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"\
+"                                     pg_catalog.unnest($2::pg_catalog.text[]),"\
+"                                     pg_catalog.unnest($3::pg_catalog.text[]),"\
+"                                     pg_catalog.unnest($4::pg_catalog.bool[]))"\
+"                   AS f(id, code, message, permanent)),"\
+" dead AS (DELETE FROM outbox.events e USING f"\
+"           WHERE e.id = f.id AND (f.permanent OR e.attempts + 1 >= $5)"\
+"          RETURNING e.event_id, e.topic, e.key, e.payload, e.headers, e.event_type,"\
+"                    e.source, e.traceparent, e.content_type, e.created_at,"\
+"                    e.attempts + 1 AS attempts, f.code, f.message" dead_values "),"\
+" moved AS (INSERT INTO outbox.dead_letters (event_id, topic, key, payload, headers,"\
+"                  event_type, source, traceparent, content_type, created_at,"\
+"                  attempts, error_code, error" dead_columns ")"\
+"           SELECT * FROM dead RETURNING 1),"\
+" retried AS (UPDATE outbox.events e"\
+"                SET attempts = e.attempts + 1,"\
+"                    last_error = f.code || ': ' || f.message,"\
+"                    next_attempt_at = pg_catalog.now() + "\
+                         OUTBOX_BACKOFF_SQL("e.attempts", "$6", "$7")\
+"               FROM f"\
+"              WHERE e.id = f.id AND NOT (f.permanent OR e.attempts + 1 >= $5)"\
+"             RETURNING 1)"\
+"SELECT (SELECT pg_catalog.count(*) FROM moved), (SELECT pg_catalog.count(*) FROM retried)"
+
+static const char *const fail_sql = FAIL_SQL("", "");
+static const char *const fail_sql_dlq =
+FAIL_SQL(", forward_topic, forwarded_at",
+		 ", CASE WHEN $8 <> '' THEN e.topic || $8 END, e.forwarded_at");
 
 /*
  * Set up the batches' memory under parent; slot gets the counters.
@@ -222,12 +232,11 @@ outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
 /*
  * Delivery report: runs inside outbox_kafka_serve(), in this thread.
  */
-void
-outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err,
-							bool maybe_persisted, int32 partition, int64 offset,
-							void *arg)
+static void
+pipeline_on_delivery(OutboxDelivery *delivery, rd_kafka_resp_err_t err,
+					 bool maybe_persisted, int32 partition, int64 offset)
 {
-	RelayEvent *ev = (RelayEvent *) opaque;
+	RelayEvent *ev = (RelayEvent *) delivery;
 
 	Assert(ev->batch->outstanding > 0);
 	ev->err = err;
@@ -337,6 +346,7 @@ pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionI
 	if (b->n == 0 || xmin != b->last_xmin)
 		b->commit_lsn = Max(b->commit_lsn, pipeline_commit_lsn(xmin));
 	b->last_xmin = xmin;
+	ev->delivery.on_delivery = pipeline_on_delivery;
 	ev->batch = b;
 	ev->id = DatumGetInt64(values[MSG_COL_ID]);
 	ev->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
@@ -483,7 +493,7 @@ pipeline_produce(OutboxProducer *producer, RelayBatch *b)
 	for (i = 0; i < b->n; i++)
 	{
 		RelayEvent *ev = &b->events[i];
-		rd_kafka_resp_err_t err = outbox_kafka_produce(producer, &ev->msg, ev);
+		rd_kafka_resp_err_t err = outbox_kafka_produce(producer, &ev->msg, &ev->delivery);
 
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			b->outstanding++;
@@ -553,9 +563,10 @@ pipeline_record(RelayBatch *b)
 	}
 	if (nbad > 0)
 	{
-		Datum		args[7];
-		Oid			argtypes[7] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		BOOLARRAYOID, INT4OID, INT4OID, INT4OID};
+		Datum		args[8];
+		Oid			argtypes[8] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		BOOLARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID};
+		bool		forwarding = outbox_events_forwarding();
 		bool		isnull;
 		int			ret;
 
@@ -566,7 +577,11 @@ pipeline_record(RelayBatch *b)
 		args[4] = Int32GetDatum(outbox_max_attempts);
 		args[5] = Int32GetDatum(outbox_retry_backoff_min);
 		args[6] = Int32GetDatum(outbox_retry_backoff_max);
-		ret = SPI_execute_plan(outbox_plan(&fail_plan, fail_sql, 7, argtypes,
+		args[7] = CStringGetTextDatum(outbox_dead_letter_topic_suffix);
+		ret = SPI_execute_plan(forwarding ?
+							   outbox_plan(&fail_dlq_plan, fail_sql_dlq, 8, argtypes,
+										   CURSOR_OPT_CUSTOM_PLAN) :
+							   outbox_plan(&fail_plan, fail_sql, 8, argtypes,
 										   CURSOR_OPT_CUSTOM_PLAN),
 							   args, NULL, false, 0);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -574,6 +589,8 @@ pipeline_record(RelayBatch *b)
 				 SPI_result_code_string(ret));
 		dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
+		if (dead > 0 && forwarding && outbox_dead_letter_topic_suffix[0] != '\0')
+			outbox_forward_wake();
 		outbox_slot_record_error(pipeline_slot,
 								 psprintf("%s: %s",
 										  TextDatumGetCString(codes[0]),

@@ -32,8 +32,5 @@ extern bool outbox_pipeline_drained(void);
 extern bool outbox_pipeline_paused(void);
 extern int64 outbox_pipeline_cursor(void);
 extern void outbox_pipeline_after_error(void);
-extern void outbox_pipeline_on_delivery(void *opaque, rd_kafka_resp_err_t err,
-										bool maybe_persisted, int32 partition,
-										int64 offset, void *arg);
 
 #endif							/* OUTBOX_PIPELINE_H */

@@ -319,8 +319,9 @@ outbox_insert_event(Datum *values, bool *nulls)
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
-	memcpy(slot->tts_values, values, sizeof(Datum) * EV_NATTS);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * EV_NATTS);
+	/* a database still at 1.1 has no forwarded_at: the columns before it */
+	memcpy(slot->tts_values, values, sizeof(Datum) * RelationGetDescr(rel)->natts);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * RelationGetDescr(rel)->natts);
 	ExecStoreVirtualTuple(slot);
 
 	simple_table_tuple_insert(rel, slot);

@@ -9,13 +9,15 @@
  *
  * The loop, in the shape of worker_spi: each pass runs the pipeline once
  * (read and produce a batch, record the batches whose delivery reports are
- * in), purges expired inbox rows when outbox.purge_interval has passed
+ * in) and the forwarding of dead letters to their dead-letter topic
+ * (forward.c, the same steps with the same producer), purges expired inbox rows when outbox.purge_interval has passed
  * (inbox.c), and publishes the relay's state and backlog figures for
  * outbox.stats (status.c).  When a pass made progress the next follows at
  * once; otherwise the relay waits on its latch (set by committing
  * publishers) and librdkafka's queue pipe together, with a timeout: a second
- * while batches travel, else outbox.poll_interval, the purge interval or the
- * next statistics refresh, whichever comes first.  A
+ * while batches travel, else outbox.poll_interval, the purge interval, the
+ * next statistics refresh or the next forward to retry, whichever comes
+ * first.  A
  * reload that changes the producer's settings, or a fatal producer error,
  * stops new reads until nothing is in flight, then the producer is
  * recreated.
@@ -49,6 +51,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "forward.h"
 #include "inbox.h"
 #include "kafka.h"
 #include "outbox.h"
@@ -250,8 +253,7 @@ relay_refresh_producer(bool reloaded)
 		MemoryContextDelete(GetMemoryChunkContext(config));
 	config = next;
 	client_id = psprintf("outbox-%s", relay_dbname);
-	relay_producer = outbox_kafka_create(config, client_id, relay_label,
-										 outbox_pipeline_on_delivery, NULL);
+	relay_producer = outbox_kafka_create(config, client_id, relay_label);
 }
 
 /*
@@ -279,6 +281,20 @@ relay_update_status(OutboxPassResult result, bool woken)
 }
 
 /*
+ * What a pass did, from what the pipeline and the forwarding of dead
+ * letters did: progress in either, else waiting for Kafka in either.
+ */
+static OutboxPassResult
+relay_combine(OutboxPassResult a, OutboxPassResult b)
+{
+	if (a == OUTBOX_PASS_PROGRESS || b == OUTBOX_PASS_PROGRESS)
+		return OUTBOX_PASS_PROGRESS;
+	if (a == OUTBOX_PASS_WAITING || b == OUTBOX_PASS_WAITING)
+		return OUTBOX_PASS_WAITING;
+	return OUTBOX_PASS_IDLE;
+}
+
+/*
  * How long the relay may sleep when a pass was idle or waiting.
  */
 static long
@@ -286,6 +302,10 @@ relay_sleep_ms(OutboxPassResult result)
 {
 	long		ms = result == OUTBOX_PASS_WAITING ? RELAY_FLIGHT_WAIT_MS :
 		Min(outbox_poll_interval, outbox_inbox_purge_in_ms());
+	long		forward_ms = outbox_forward_due_in_ms();
+
+	if (forward_ms >= 0)
+		ms = Min(ms, forward_ms);
 
 	if (relay_stats_dirty)
 		ms = Min(ms, outbox_status_refresh_in_ms());
@@ -363,6 +383,7 @@ outbox_relay_main(Datum main_arg)
 									  psprintf("outbox relay for database \"%s\"", relay_dbname));
 	outbox_pipeline_init(relay_cxt, relay_slot,
 						 psprintf("/outbox/%s", relay_dbname));
+	outbox_forward_init(relay_cxt, psprintf("/outbox/%s", relay_dbname));
 	pgstat_report_appname("outbox relay");
 
 	MemoryContextSwitchTo(relay_pass_cxt);
@@ -430,7 +451,7 @@ outbox_relay_main(Datum main_arg)
 		 * The producer is recreated only with nothing in flight: until then
 		 * the pipeline reads nothing new.
 		 */
-		if (!outbox_pipeline_busy())
+		if (!outbox_pipeline_busy() && !outbox_forward_busy())
 		{
 			relay_refresh_producer(relay_reload_pending);
 			relay_reload_pending = false;
@@ -438,6 +459,7 @@ outbox_relay_main(Datum main_arg)
 		hold = relay_reload_pending || outbox_kafka_failed_fatally(relay_producer);
 
 		result = outbox_pipeline_pass(relay_producer, hold, woken);
+		result = relay_combine(result, outbox_forward_pass(relay_producer, hold));
 		relay_started = true;
 		if (outbox_inbox_purge_in_ms() <= 0)
 			outbox_slot_count(relay_slot, 0, 0, 0, outbox_inbox_purge(true));

@@ -64,12 +64,27 @@ outbox_events_open(LOCKMODE lockmode)
 				 errmsg("table outbox.events does not exist"),
 				 errhint("Run CREATE EXTENSION outbox or ALTER EXTENSION outbox UPDATE.")));
 	rel = table_open(relid, lockmode);
-	if (RelationGetDescr(rel)->natts != EV_NATTS)
+	if (RelationGetDescr(rel)->natts != EV_NATTS &&
+		RelationGetDescr(rel)->natts != EV_NATTS_1_1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("outbox.events does not have the columns this version of outbox expects"),
 				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
 	return rel;
+}
+
+/*
+ * True when outbox.events has the columns of 1.2, which dead-letter
+ * forwarding needs (forwarded_at), false for a database still at 1.1.
+ */
+bool
+outbox_events_forwarding(void)
+{
+	Relation	rel = outbox_events_open(AccessShareLock);
+	bool		result = RelationGetDescr(rel)->natts == EV_NATTS;
+
+	table_close(rel, AccessShareLock);
+	return result;
 }
 
 /*

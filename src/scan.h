@@ -17,6 +17,7 @@
 typedef struct OutboxEventScan OutboxEventScan;
 
 extern Relation outbox_events_open(LOCKMODE lockmode);
+extern bool outbox_events_forwarding(void);
 
 extern OutboxEventScan *outbox_scan_begin(int64 from);
 extern bool outbox_scan_next(OutboxEventScan *s, Datum **values, bool **nulls,

@@ -14,6 +14,16 @@
 
 #include "executor/spi.h"
 
+/*
+ * SQL for the wait before the next attempt after `attempts` failed ones:
+ * doubling from min_ms up to max_ms (SQL expressions, milliseconds), with
+ * jitter (half of it to all of it), so that retries do not come in waves.
+ */
+#define OUTBOX_BACKOFF_SQL(attempts, min_ms, max_ms) \
+	"pg_catalog.make_interval(secs => LEAST(" min_ms "::pg_catalog.float8" \
+	" * pg_catalog.power(2, " attempts "), " max_ms "::pg_catalog.float8)" \
+	" * (0.5 + pg_catalog.random() * 0.5) / 1000)"
+
 extern SPIPlanPtr outbox_plan(SPIPlanPtr *plan, const char *sql, int nargs,
 							  Oid *argtypes, int cursor_options);
 extern int64 outbox_query_int8(SPIPlanPtr *plan, const char *sql);
