@@ -52,7 +52,8 @@ $resume$;
 -- Causation chains: receive() takes the correlation id of the message
 -- received, and the events the transaction publishes afterwards carry
 -- ce_causationid and ce_correlationid; publish() and publish_binary() take
--- them explicitly too.  A new argument is a new signature: the functions
+-- them explicitly too; publish() and publish_binary() also take deliver_at
+-- (delayed delivery, below).  A new argument is a new signature: the functions
 -- are dropped and created again (an object of yours that depends on one,
 -- a view for instance, stops the update with a clear error: drop it first).
 REVOKE INSERT ON @extschema@.inbox FROM outbox_consumer;
@@ -94,12 +95,13 @@ CREATE FUNCTION @extschema@.publish(
     source         text DEFAULT NULL,
     traceparent    text DEFAULT NULL,
     correlation_id text DEFAULT NULL,
-    causation_id   text DEFAULT NULL)
+    causation_id   text DEFAULT NULL,
+    deliver_at     timestamptz DEFAULT NULL)
 RETURNS uuid
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'outbox_publish';
-COMMENT ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text) IS
-    'Publish a JSON event to a Kafka topic when the calling transaction commits; returns its event id (UUID v7). A NULL payload publishes a tombstone.';
+COMMENT ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text, timestamptz) IS
+    'Publish a JSON event to a Kafka topic when the calling transaction commits (not before deliver_at when given; later events of its key wait for it); returns its event id (UUID v7). A NULL payload publishes a tombstone.';
 
 CREATE FUNCTION @extschema@.publish_binary(
     topic          text,
@@ -111,17 +113,18 @@ CREATE FUNCTION @extschema@.publish_binary(
     traceparent    text DEFAULT NULL,
     content_type   text DEFAULT NULL,
     correlation_id text DEFAULT NULL,
-    causation_id   text DEFAULT NULL)
+    causation_id   text DEFAULT NULL,
+    deliver_at     timestamptz DEFAULT NULL)
 RETURNS uuid
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'outbox_publish_binary';
-COMMENT ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text) IS
-    'Publish a binary event (Avro, Protobuf...) to a Kafka topic when the calling transaction commits; content_type defaults to application/octet-stream.';
+COMMENT ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text, timestamptz) IS
+    'Publish a binary event (Avro, Protobuf...) to a Kafka topic when the calling transaction commits (not before deliver_at when given); content_type defaults to application/octet-stream.';
 
-REVOKE ALL ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text) TO outbox_publisher;
-GRANT EXECUTE ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text) TO outbox_publisher;
+REVOKE ALL ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.publish(text, jsonb, text, jsonb, text, text, text, text, text, timestamptz) TO outbox_publisher;
+GRANT EXECUTE ON FUNCTION @extschema@.publish_binary(text, bytea, text, jsonb, text, text, text, text, text, text, timestamptz) TO outbox_publisher;
 
 -- Event contracts ---------------------------------------------------------------
 --
@@ -220,8 +223,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.event_schema(text) TO outbox_publisher, ou
 -- the source of truth: forward_topic says where it goes (NULL: the suffix was
 -- not set when it failed, so it is not forwarded), forwarded_at when Kafka
 -- took it, and a forward that failed waits for next_forward_at.  A replayed
--- dead letter takes its forwarded_at back to outbox.events, so that failing
--- again does not forward it a second time.
+-- dead letter takes its forwarded_at back to outbox.events (replay, below),
+-- so that failing again does not forward it a second time.
 ALTER TABLE @extschema@.events ADD COLUMN forwarded_at timestamptz;
 COMMENT ON COLUMN @extschema@.events.forwarded_at IS
     'For a replayed dead letter: when it was forwarded to the dead-letter topic (it is not forwarded again)';
@@ -242,6 +245,46 @@ COMMENT ON COLUMN @extschema@.dead_letters.forward_attempts IS 'Failed attempts 
 COMMENT ON COLUMN @extschema@.dead_letters.next_forward_at IS 'Earliest time of the next forward attempt; NULL means now';
 COMMENT ON COLUMN @extschema@.dead_letters.forward_error IS 'Error of the last failed forward attempt';
 
+-- Delayed delivery and per-key hold ---------------------------------------------
+--
+-- An event waits in outbox.events while next_attempt_at is set: for a retry
+-- (attempts > 0), until its deliver_at (publish(..., deliver_at)), or
+-- behind an earlier waiting event of its key.  The relay reads waiting
+-- events through these two partial indexes, which hold only them, so an
+-- event that does not wait costs nothing more; they replace the index on
+-- retries.
+DROP INDEX @extschema@.events_retry_idx;
+-- an earlier waiting event of the same key
+CREATE INDEX events_waiting_idx ON @extschema@.events (topic, key, id)
+    WHERE next_attempt_at IS NOT NULL;
+-- waiting events by the time they may go
+CREATE INDEX events_due_idx ON @extschema@.events (next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+COMMENT ON COLUMN @extschema@.events.next_attempt_at IS
+    'Set while the event waits: for a retry, its deliver_at, or an earlier waiting event of its key; NULL: goes now';
+
+-- Under outbox.dead_letter_policy = hold_key a dead letter holds its (topic,
+-- key): later events of the key wait until it is replayed (first: with its
+-- original id) or discarded.
+ALTER TABLE @extschema@.dead_letters
+    ADD COLUMN holds_key boolean NOT NULL DEFAULT false,
+    ADD COLUMN outbox_id bigint;
+CREATE INDEX dead_letters_held_idx ON @extschema@.dead_letters (topic, key) WHERE holds_key;
+COMMENT ON COLUMN @extschema@.dead_letters.holds_key IS
+    'Made under outbox.dead_letter_policy = hold_key: later events of its topic and key wait until it is replayed or discarded';
+COMMENT ON COLUMN @extschema@.dead_letters.outbox_id IS
+    'Its id in outbox.events: a replay of a dead letter that holds its key puts it back there, ahead of the events that waited';
+
+-- Internal: at commit, tells the relay that waiting events may go now (a
+-- replay or discard released a key), and wakes it.
+CREATE FUNCTION @extschema@._release_waiting()
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'outbox_release_waiting';
+COMMENT ON FUNCTION @extschema@._release_waiting() IS
+    'Internal: tells this database''s relay at commit that waiting events may go now';
+REVOKE ALL ON FUNCTION @extschema@._release_waiting() FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION @extschema@.replay_dead_letters(event_ids uuid[] DEFAULT NULL, topic text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -251,17 +294,26 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM @extschema@._wake_relay();
+    PERFORM @extschema@._release_waiting();
+    -- a dead letter that holds its key goes back under its own id, waiting
+    -- (so that it goes first among the events of its key that waited);
+    -- the others at the end of the queue
     WITH moved AS (
         DELETE FROM @extschema@.dead_letters d
          WHERE (replay_dead_letters.event_ids IS NULL OR d.event_id = ANY (replay_dead_letters.event_ids))
            AND (replay_dead_letters.topic IS NULL OR d.topic = replay_dead_letters.topic)
         RETURNING d.*
     ), requeued AS (
-        INSERT INTO @extschema@.events (event_id, topic, key, payload, headers, event_type,
+        INSERT INTO @extschema@.events (id, event_id, topic, key, payload, headers, event_type,
                                         source, traceparent, content_type, created_at,
-                                        forwarded_at)
-        SELECT m.event_id, m.topic, m.key, m.payload, m.headers, m.event_type,
-               m.source, m.traceparent, m.content_type, m.created_at, m.forwarded_at
+                                        forwarded_at, next_attempt_at)
+        SELECT CASE WHEN m.holds_key AND m.outbox_id IS NOT NULL
+                         AND NOT EXISTS (SELECT 1 FROM @extschema@.events e WHERE e.id = m.outbox_id)
+                    THEN m.outbox_id
+                    ELSE nextval('@extschema@.events_id_seq') END,
+               m.event_id, m.topic, m.key, m.payload, m.headers, m.event_type,
+               m.source, m.traceparent, m.content_type, m.created_at, m.forwarded_at,
+               CASE WHEN m.holds_key THEN now() END
           FROM moved m ORDER BY m.id
         RETURNING 1
     )
@@ -269,3 +321,78 @@ BEGIN
     RETURN n;
 END
 $replay$;
+
+CREATE FUNCTION @extschema@.discard_dead_letters(event_ids uuid[] DEFAULT NULL, topic text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $discard$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM @extschema@._release_waiting();
+    DELETE FROM @extschema@.dead_letters d
+     WHERE (discard_dead_letters.event_ids IS NULL OR d.event_id = ANY (discard_dead_letters.event_ids))
+       AND (discard_dead_letters.topic IS NULL OR d.topic = discard_dead_letters.topic);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$discard$;
+COMMENT ON FUNCTION @extschema@.discard_dead_letters(uuid[], text) IS
+    'Give dead letters up for good (all, or those with the given event ids and/or topic), releasing the keys they hold; returns how many';
+REVOKE ALL ON FUNCTION @extschema@.discard_dead_letters(uuid[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.discard_dead_letters(uuid[], text) TO outbox_admin;
+
+-- outbox.stats: how many events wait for their deliver_at, and how many wait
+-- behind a dead letter that holds their key
+DROP VIEW @extschema@.stats;
+DROP FUNCTION @extschema@.relay_stats();
+CREATE FUNCTION @extschema@.relay_stats(
+    OUT datname text,
+    OUT pid integer,
+    OUT state text,
+    OUT brokers text,
+    OUT pending bigint,
+    OUT oldest_pending_at timestamptz,
+    OUT delivered bigint,
+    OUT failed bigint,
+    OUT dead_lettered bigint,
+    OUT dead_letters bigint,
+    OUT purged bigint,
+    OUT events_per_second double precision,
+    OUT last_delivery_at timestamptz,
+    OUT last_error text,
+    OUT last_error_at timestamptz,
+    OUT scheduled bigint,
+    OUT held bigint)
+RETURNS SETOF record
+LANGUAGE C VOLATILE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'outbox_relay_stats';
+COMMENT ON FUNCTION @extschema@.relay_stats() IS
+    'Every relay''s state and counters, from shared memory; see the outbox.stats view';
+
+CREATE VIEW @extschema@.stats AS
+SELECT s.datname,
+       s.state,
+       s.brokers,
+       s.pending,
+       pg_catalog.now() OPERATOR(pg_catalog.-) s.oldest_pending_at AS oldest_pending_age,
+       s.scheduled,
+       s.held,
+       s.delivered,
+       s.failed,
+       s.dead_lettered,
+       s.dead_letters,
+       s.purged,
+       s.events_per_second,
+       s.last_delivery_at,
+       s.last_error,
+       s.last_error_at,
+       s.pid
+  FROM @extschema@.relay_stats() s;
+COMMENT ON VIEW @extschema@.stats IS
+    'One row per database served by a relay: state, backlog (pending, oldest_pending_age; of those, scheduled for a later deliver_at and held behind a dead letter of their key), counters since the relay started (delivered, failed attempts, dead_lettered), dead letters held, inbox rows purged, delivery rate, last delivery and last error';
+
+REVOKE ALL ON FUNCTION @extschema@.relay_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.relay_stats() TO pg_monitor;
+GRANT SELECT ON @extschema@.stats TO pg_monitor;

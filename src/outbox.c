@@ -48,6 +48,13 @@ char	   *outbox_schema_uri_prefix = NULL;
 int			outbox_record_timestamp = OUTBOX_RECORD_TIMESTAMP_PRODUCE;
 char	   *outbox_notify_channel = NULL;
 char	   *outbox_dead_letter_topic_suffix = NULL;
+int			outbox_dead_letter_policy = OUTBOX_DEAD_LETTER_CONTINUE;
+
+static const struct config_enum_entry outbox_dead_letter_policy_options[] = {
+	{"continue", OUTBOX_DEAD_LETTER_CONTINUE, false},
+	{"hold_key", OUTBOX_DEAD_LETTER_HOLD_KEY, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry outbox_record_timestamp_options[] = {
 	{"produce", OUTBOX_RECORD_TIMESTAMP_PRODUCE, false},
@@ -391,6 +398,15 @@ outbox_define_settings(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   outbox_check_dead_letter_topic_suffix, NULL, NULL);
+
+	DefineCustomEnumVariable("outbox.dead_letter_policy",
+							 gettext_noop("What later events of a key do while an event of the key is a dead letter."),
+							 gettext_noop("continue: they go on; hold_key: they wait in outbox.events until it is replayed (first) or discarded."),
+							 &outbox_dead_letter_policy,
+							 OUTBOX_DEAD_LETTER_CONTINUE,
+							 outbox_dead_letter_policy_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("outbox.record_timestamp",
 							 gettext_noop("The Kafka record timestamp of an event: when the relay produces it, or when publish() ran."),

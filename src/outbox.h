@@ -54,6 +54,14 @@ extern char *outbox_schema_uri_prefix;
 extern int	outbox_record_timestamp;
 extern char *outbox_notify_channel;
 extern char *outbox_dead_letter_topic_suffix;
+extern int	outbox_dead_letter_policy;
+
+/* Values of outbox.dead_letter_policy */
+typedef enum OutboxDeadLetterPolicy
+{
+	OUTBOX_DEAD_LETTER_CONTINUE,
+	OUTBOX_DEAD_LETTER_HOLD_KEY
+} OutboxDeadLetterPolicy;
 
 /* Longest outbox.dead_letter_topic_suffix: a topic of a name or two more */
 #define OUTBOX_MAX_DLQ_SUFFIX_LEN 64

@@ -6,8 +6,9 @@
  *
  * Each batch:
  *	1. unless outbox.paused has a row, is read in id order in its own short
- *	   transaction, skipping events not yet due for a retry and every later
- *	   event of a (topic, key) that has an earlier event waiting for a retry;
+ *	   transaction: new events above the cursor (a scan of the primary key,
+ *	   without the planner: scan.c), or the waiting events that came due
+ *	   (below);
  *	2. WAL is flushed up to the commit records of the transactions that
  *	   wrote what was read, so Kafka never holds an event whose commit a
  *	   crash could still lose (synchronous_commit off), and nothing else:
@@ -34,27 +35,42 @@
  * batch is already produced, later events of its key in that batch are in
  * Kafka before it.
  *
- * Reading: while no event waits for a retry (the retry floor, below, is
- * known to be none) every row is due, and a read is a scan of the primary
- * key from the cursor, without the planner (scan.c); otherwise it is
- * read_sql, whose rules need the planner.
- *
- * The ordering rule (a later event of a key never overtakes an earlier one
- * waiting for a retry) is kept by three things together: the read skips
- * every event that has an earlier event of its key waiting (read_sql); the
- * cursor never passes the lowest id waiting for a retry (the retry floor),
- * so those skipped rows are read again; and while retries are pending the
- * batches go one at a time (pipeline_may_overlap), so a retry that comes due
- * is read before any later event of its key is produced.
+ * Waiting events.  An event waits in outbox.events while its next_attempt_at
+ * is set: for a retry, until the deliver_at it was published with, or
+ * behind an earlier waiting event of its key (or, under
+ * outbox.dead_letter_policy = hold_key, a dead letter of its key).  The
+ * rule that keeps per-key order: an event never goes while an earlier event
+ * of its key waits.  The cursor passes waiting events (so one scheduled for
+ * next week does not make every read walk the week's deliveries), and they
+ * are read apart, through the partial indexes that hold only them:
+ *	- the read of new events skips rows that wait, and checks each new
+ *	  event with a key against the waiting ones (a probe of
+ *	  events_waiting_idx for an earlier one, and of dead_letters_held_idx
+ *	  under hold_key: scan.c), but only while some may exist (waiting_exist,
+ *	  held_exist), so an outbox with none pays nothing; an event whose key
+ *	  has one waits too ("parked": its next_attempt_at is set to now when
+ *	  the batch is recorded; until then the keys parked in flight are kept
+ *	  in parked_keys, so that the next read parks that key's events too);
+ *	- the read of waiting events (waiting_sql) takes, in id order, the
+ *	  due ones with no earlier not-due event of their key and no holding
+ *	  dead letter, up to the highest cursor reached (swept), since a new
+ *	  event below it has been read, and one above may not have been;
+ *	- it runs only when one may be due: when the earliest next_attempt_at
+ *	  known comes (waiting_due_at, learned from events_due_idx), after the
+ *	  relay recorded a retry, a park or the delivery of waiting events, when
+ *	  a replay or discard released a key (shmem.c), and every
+ *	  outbox.poll_interval while some wait; never once per commit, so
+ *	  events that only wait cost no reads.  One such batch travels at a
+ *	  time: its rows still wait in the table until they are recorded.
  *
  * Reading past delivered ids: a read starts above the cursor, not at the
  * lowest id, so it does not walk over the dead index entries and tuples of
  * rows already delivered (which pile up while vacuum is held back).  After a
- * batch read from the cursor is recorded, the cursor moves to its last id,
- * but never past what horizon.c said was final at the read (a lower id may
- * still commit) nor below the retry floor.  Every outbox.full_scan_interval,
- * and after an error, the cursor goes back to 0, so a row inserted some way
- * horizon.c does not see is found all the same.
+ * batch read from the cursor is recorded, the cursor moves to the last id
+ * it looked at, but never past what horizon.c said was final at the read (a
+ * lower id may still commit).  Every outbox.full_scan_interval, and after an
+ * error, the cursor goes back to 0, so a row inserted some way horizon.c
+ * does not see is found all the same.
  *
  * After an ERROR (caught by relay.c) the batches in flight are kept, not
  * abandoned: their messages are with librdkafka and their reports still
@@ -79,7 +95,9 @@
 #include "pgstat.h"
 #include "storage/lwlock.h"
 #include "utils/array.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -117,6 +135,8 @@ typedef struct RelayEvent
 	bool		maybe_persisted;	/* failed, but a broker may have it */
 	int32		partition;		/* where Kafka wrote it, from the report */
 	int64		offset;
+	bool		park;			/* not produced: waits behind its key */
+	uint64		key_hash;		/* of a parked event's topic and key */
 	RelayBatch *batch;
 } RelayEvent;
 
@@ -129,7 +149,10 @@ struct RelayBatch
 	Size		bytes;			/* of the messages built */
 	TransactionId last_xmin;	/* of the last row added */
 	int			outstanding;	/* produced, delivery report not yet served */
+	bool		waiting;		/* read from the waiting events, not the cursor */
 	int64		from;			/* the read started above this id */
+	int64		last_seen;		/* the last id the read looked at */
+	int			seen;			/* rows it looked at, waiting ones included */
 	int64		final;			/* ids up to this were final at the read */
 	XLogRecPtr	commit_lsn;		/* flush this before producing */
 };
@@ -146,42 +169,88 @@ static bool read_wanted = true;
 static bool paused = false;
 
 /*
- * Where reads start: every row with an id up to cursor has been handled and
- * none can still appear.  retry_floor is the lowest id waiting for a retry
- * (PG_INT64_MAX: none; -1: not known).
+ * Where reads start: every row with an id up to cursor has been handled
+ * (delivered, or waiting) and none can still appear; swept is the highest
+ * the cursor has been.
  */
 static int64 cursor = 0;
-static int64 retry_floor = -1;
+static int64 swept = 0;
 static TimestampTz rescanned_at = 0;
 
-static SPIPlanPtr read_plan = NULL;
+/*
+ * What the relay knows of the waiting events (see the top): whether some
+ * may exist (true until learned otherwise), whether a dead letter may hold
+ * a key, whether a read of them may find some due, when the earliest known
+ * comes due (0: none known), when they were last read.
+ */
+static bool waiting_exist = true;
+static bool held_exist = true;
+static bool waiting_wanted = true;
+static TimestampTz waiting_due_at = 0;
+static TimestampTz waiting_read_at = 0;
+static int	last_policy = -1;
+
+/* keys of the events parked in flight: hash -> how many */
+typedef struct ParkedKey
+{
+	uint64		hash;
+	int			count;
+} ParkedKey;
+static HTAB *parked_keys = NULL;
+static int	nparked_in_flight = 0;
+
+static SPIPlanPtr waiting_plan = NULL;
+static SPIPlanPtr waiting_hold_plan = NULL;
+static SPIPlanPtr learn_plan = NULL;
+static SPIPlanPtr held_plan = NULL;
+static SPIPlanPtr park_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 static SPIPlanPtr fail_dlq_plan = NULL;
-static SPIPlanPtr retry_floor_plan = NULL;
 
-/* the message's columns, then the xid that inserted the row */
+/*
+ * The waiting events that may go now, in id order: due, up to $2 (swept),
+ * with no earlier event of their key waiting for a later time, and (the
+ * second form, under hold_key) no dead letter holding their key.  $1: how
+ * many.  The message's columns, then the xid that inserted the row.
+ */
 #define READ_COL_XMIN MSG_NCOLUMNS
-static const char *const read_sql =
-"SELECT " OUTBOX_MESSAGE_COLUMNS ", e.xmin"
-"  FROM outbox.events e"
-" WHERE e.id > $2"
-"   AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= pg_catalog.now())"
-"   AND NOT EXISTS (SELECT 1 FROM outbox.events b"
-"                    WHERE b.attempts > 0 AND b.topic = e.topic AND b.key = e.key"
-"                      AND b.id < e.id AND b.next_attempt_at > pg_catalog.now())"
-" ORDER BY e.id LIMIT $1";
+#define WAITING_SQL(held) \
+"SELECT " OUTBOX_MESSAGE_COLUMNS ", e.xmin"\
+"  FROM outbox.events e"\
+" WHERE e.next_attempt_at <= pg_catalog.now() AND e.id <= $2"\
+"   AND NOT EXISTS (SELECT 1 FROM outbox.events b"\
+"                    WHERE b.next_attempt_at IS NOT NULL AND b.topic = e.topic AND b.key = e.key"\
+"                      AND b.id < e.id AND b.next_attempt_at > pg_catalog.now())" held \
+" ORDER BY e.id LIMIT $1"
+static const char *const waiting_sql = WAITING_SQL("");
+static const char *const waiting_hold_sql =
+WAITING_SQL("   AND NOT EXISTS (SELECT 1 FROM outbox.dead_letters d"
+			"                    WHERE d.holds_key AND d.topic = e.topic AND d.key = e.key)");
 
-/* the lowest id waiting for a retry, through the partial index on them */
-static const char *const retry_floor_sql =
-"SELECT pg_catalog.min(id) FROM outbox.events WHERE attempts > 0";
+/* do events wait, and when does the next one come due */
+static const char *const learn_sql =
+"SELECT EXISTS (SELECT 1 FROM outbox.events WHERE next_attempt_at IS NOT NULL),"
+"       (SELECT pg_catalog.min(next_attempt_at) FROM outbox.events"
+"         WHERE next_attempt_at > pg_catalog.now())";
+
+/* does a dead letter hold its key (a database at 1.2) */
+static const char *const held_sql =
+"SELECT EXISTS (SELECT 1 FROM outbox.dead_letters WHERE holds_key)";
+
+/* $1 ids of events parked behind their key */
+static const char *const park_sql =
+"UPDATE outbox.events SET next_attempt_at = pg_catalog.now()"
+" WHERE id = ANY ($1::pg_catalog.int8[]) AND next_attempt_at IS NULL";
 
 /*
  * $1 ids, $2 error names, $3 error texts, $4 permanent flags,
  * $5 max attempts, $6 backoff min ms, $7 backoff max ms, $8 the dead-letter
- * topic suffix.  Returns (dead-lettered, retried).  A database at 1.2 or
- * later also records where each dead letter is forwarded to (fail_sql_dlq,
- * given to FAIL_SQL): nowhere when the suffix is empty, and nowhere again
- * for a replayed dead letter that was forwarded before.
+ * topic suffix, $9 whether dead letters hold their key.  Returns
+ * (dead-lettered, retried).  A database at 1.2 or later also records where
+ * each dead letter is forwarded to (fail_sql_dlq, given to FAIL_SQL):
+ * nowhere when the suffix is empty, and nowhere again for a replayed dead
+ * letter that was forwarded before; and whether it holds its key, with its
+ * id, which a replay puts it back under.
  */
 #define FAIL_SQL(dead_columns, dead_values) \
 "WITH f AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"\
@@ -210,8 +279,9 @@ static const char *const retry_floor_sql =
 
 static const char *const fail_sql = FAIL_SQL("", "");
 static const char *const fail_sql_dlq =
-FAIL_SQL(", forward_topic, forwarded_at",
-		 ", CASE WHEN $8 <> '' THEN e.topic || $8 END, e.forwarded_at");
+FAIL_SQL(", forward_topic, forwarded_at, holds_key, outbox_id",
+		 ", CASE WHEN $8 <> '' THEN e.topic || $8 END, e.forwarded_at,"
+		 " $9 AND e.key IS NOT NULL, e.id");
 
 /*
  * Set up the batches' memory under parent; slot gets the counters.
@@ -227,6 +297,15 @@ outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
 											   ALLOCSET_DEFAULT_SIZES);
 	pipeline_slot = slot;
 	pipeline_default_source = MemoryContextStrdup(parent, default_source);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(ParkedKey);
+		ctl.hcxt = parent;
+		parked_keys = hash_create("outbox relay parked keys", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 }
 
 /*
@@ -318,14 +397,78 @@ pipeline_last_id(void)
 }
 
 /*
- * The lowest id waiting for a retry, in a unit of work.
+ * Learn whether events wait and when the next comes due, and whether a dead
+ * letter holds a key, in a unit of work.
  */
 static void
-pipeline_learn_retry_floor(void)
+pipeline_learn_waiting(void)
 {
-	int64		floor = outbox_query_int8(&retry_floor_plan, retry_floor_sql);
+	bool		isnull;
+	Datum		d;
+	int			ret;
 
-	retry_floor = floor < 0 ? PG_INT64_MAX : floor;
+	ret = SPI_execute_plan(outbox_plan(&learn_plan, learn_sql, 0, NULL,
+									   CURSOR_OPT_CUSTOM_PLAN),
+						   NULL, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "outbox relay: looking for waiting events failed: %s",
+			 SPI_result_code_string(ret));
+	waiting_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	waiting_due_at = isnull ? 0 : DatumGetTimestampTz(d);
+	held_exist = false;
+	if (outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY &&
+		outbox_events_forwarding())
+		held_exist = outbox_query_int8(&held_plan, held_sql) > 0;
+}
+
+/* a hash of an event's topic and key, for parked_keys */
+static uint64
+pipeline_key_hash(Datum topic, Datum key)
+{
+	text	   *t = DatumGetTextPP(topic);
+	text	   *k = DatumGetTextPP(key);
+
+	return hash_combine64(hash_bytes_extended((const unsigned char *) VARDATA_ANY(t),
+											  VARSIZE_ANY_EXHDR(t), 0),
+						  hash_bytes_extended((const unsigned char *) VARDATA_ANY(k),
+											  VARSIZE_ANY_EXHDR(k), 1));
+}
+
+/*
+ * Count a parked event's key in parked_keys (delta 1) or take it out (-1).
+ * Two keys with the same hash only make an event wait that need not: it
+ * goes at the next read of waiting events.
+ */
+static void
+pipeline_parked_key(uint64 hash, int delta)
+{
+	bool		found;
+	ParkedKey  *k = hash_search(parked_keys, &hash, delta > 0 ? HASH_ENTER : HASH_FIND, &found);
+
+	Assert(delta > 0 || found);
+	if (k == NULL)
+		return;
+	k->count = (found ? k->count : 0) + delta;
+	nparked_in_flight += delta;
+	if (k->count == 0)
+		(void) hash_search(parked_keys, &hash, HASH_REMOVE, NULL);
+}
+
+/*
+ * Room for one more event at the end of b (b->n is not advanced).
+ */
+static RelayEvent *
+pipeline_next_event(RelayBatch *b)
+{
+	if (b->n == b->size)
+	{
+		b->size = Max(16, b->size * 2);
+		b->events = b->events == NULL ? palloc(sizeof(RelayEvent) * b->size) :
+			repalloc(b->events, sizeof(RelayEvent) * b->size);
+	}
+	return &b->events[b->n];
 }
 
 /*
@@ -334,15 +477,8 @@ pipeline_learn_retry_floor(void)
 static void
 pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionId xmin)
 {
-	RelayEvent *ev;
+	RelayEvent *ev = pipeline_next_event(b);
 
-	if (b->n == b->size)
-	{
-		b->size = Max(16, b->size * 2);
-		b->events = b->events == NULL ? palloc(sizeof(RelayEvent) * b->size) :
-			repalloc(b->events, sizeof(RelayEvent) * b->size);
-	}
-	ev = &b->events[b->n];
 	if (b->n == 0 || xmin != b->last_xmin)
 		b->commit_lsn = Max(b->commit_lsn, pipeline_commit_lsn(xmin));
 	b->last_xmin = xmin;
@@ -351,31 +487,65 @@ pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionI
 	ev->id = DatumGetInt64(values[MSG_COL_ID]);
 	ev->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
 	ev->maybe_persisted = false;
+	ev->park = false;
 	Assert(b->n == 0 || ev->id > b->events[b->n - 1].id);
 	outbox_message_build(&ev->msg, values, nulls, pipeline_default_source);
 	b->bytes += outbox_message_bytes(&ev->msg);
 	b->n++;
 }
 
-/* b holds as many events as a batch may */
+/*
+ * Append a parked event to b: its id, and its key in parked_keys.
+ */
+static void
+pipeline_add_parked(RelayBatch *b, int64 id, uint64 key_hash)
+{
+	RelayEvent *ev = pipeline_next_event(b);
+
+	b->n++;
+	memset(ev, 0, sizeof(RelayEvent));
+	ev->batch = b;
+	ev->id = id;
+	ev->park = true;
+	ev->key_hash = key_hash;
+	pipeline_parked_key(key_hash, 1);
+}
+
+/* b holds as many events as a batch may, or its read looked at enough rows */
 static bool
 pipeline_full(RelayBatch *b)
 {
-	return b->n >= outbox_batch_size || b->bytes >= (Size) outbox_batch_max_bytes;
+	return b->n >= outbox_batch_size || b->bytes >= (Size) outbox_batch_max_bytes ||
+		b->seen >= 4 * outbox_batch_size;
 }
 
 /*
- * The read while no event waits for a retry: the rows above from in id
- * order, straight from the primary key (scan.c).  Every row is due then,
- * unless one for a retry appeared since the retry floor was learned (it can
- * only come from this relay's own recording, so not normally): the batch
- * stops before it, and the retry floor is to be found again, which sends
- * the next reads through read_sql and its rules.
+ * A row the read of new events found waiting: the read of waiting events
+ * takes it; learn that one waits, and when it comes due.
+ */
+static void
+pipeline_saw_waiting(TimestampTz next_attempt_at)
+{
+	waiting_exist = true;
+	if (next_attempt_at <= GetCurrentTimestamp())
+		waiting_wanted = true;
+	else if (waiting_due_at == 0 || next_attempt_at < waiting_due_at)
+		waiting_due_at = next_attempt_at;
+}
+
+/*
+ * The read of new events: the rows above from in id order, straight from
+ * the primary key (scan.c).  A row that waits is left to the read of
+ * waiting events; an event whose key has an earlier event waiting, parked
+ * in flight, or (under hold_key) a dead letter holding it, is parked.
  */
 static void
 pipeline_read_scan(RelayBatch *b, int64 from)
 {
 	OutboxEventScan *scan = outbox_scan_begin(from);
+	OutboxKeyProbe *waiting_probe = NULL;
+	OutboxKeyProbe *held_probe = NULL;
+	bool		waiting_probed = false;
 	Datum	   *values;
 	bool	   *nulls;
 	TransactionId xmin;
@@ -383,40 +553,80 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 
 	StaticAssertStmt(MSG_COL_ID == EV_ID - 1 && MSG_COL_CREATED_AT == EV_CREATED_AT - 1,
 					 "a message's columns are the first columns of outbox.events");
+	if (held_exist && outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY)
+		held_probe = outbox_probe_begin("dead_letters", "dead_letters_held_idx", false);
 	while (!pipeline_full(b) && outbox_scan_next(scan, &values, &nulls, &xmin))
 	{
-		if (DatumGetInt32(values[EV_ATTEMPTS - 1]) != 0 || !nulls[EV_NEXT_ATTEMPT_AT - 1])
+		int64		id = DatumGetInt64(values[EV_ID - 1]);
+
+		b->seen++;
+		b->last_seen = id;
+		if (!nulls[EV_NEXT_ATTEMPT_AT - 1])
 		{
-			retry_floor = -1;
-			break;
+			pipeline_saw_waiting(DatumGetTimestampTz(values[EV_NEXT_ATTEMPT_AT - 1]));
+			continue;
+		}
+		/* from the first row once events may wait, even if this read found it */
+		if (waiting_exist && !waiting_probed)
+		{
+			waiting_probe = outbox_probe_begin("events", "events_waiting_idx", true);
+			/* a database still at 1.1 indexes only its retries */
+			if (waiting_probe == NULL)
+				waiting_probe = outbox_probe_begin("events", "events_retry_idx", true);
+			waiting_probed = true;
+		}
+		if (!nulls[EV_KEY - 1] &&
+			(waiting_probe != NULL || held_probe != NULL || nparked_in_flight > 0))
+		{
+			uint64		hash = pipeline_key_hash(values[EV_TOPIC - 1], values[EV_KEY - 1]);
+
+			if ((nparked_in_flight > 0 &&
+				 hash_search(parked_keys, &hash, HASH_FIND, NULL) != NULL) ||
+				(waiting_probe != NULL &&
+				 outbox_probe(waiting_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], id)) ||
+				(held_probe != NULL &&
+				 outbox_probe(held_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], 0)))
+			{
+				pipeline_add_parked(b, id, hash);
+				continue;
+			}
 		}
 		pipeline_add(b, values, nulls, xmin);
 	}
 	MemoryContextSwitchTo(old);
+	outbox_probe_end(held_probe);
+	outbox_probe_end(waiting_probe);
 	outbox_scan_end(scan);
 }
 
 /*
- * The read while retries are pending: read_sql, which skips events not yet
- * due and later events of a key that has one waiting.
+ * The read of waiting events that may go now (waiting_sql).  When it finds
+ * fewer than a batch, the relay learns again whether events wait and when
+ * the next comes due.
  */
 static void
-pipeline_read_sql(RelayBatch *b, int64 from)
+pipeline_read_waiting(RelayBatch *b)
 {
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
+	bool		hold = outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY &&
+		outbox_events_forwarding();
 	MemoryContext old;
 	uint64		i;
 	int			ret;
 
 	args[0] = Int32GetDatum(outbox_batch_size);
-	args[1] = Int64GetDatum(from);
-	ret = SPI_execute_plan(outbox_plan(&read_plan, read_sql, 2, argtypes,
+	args[1] = Int64GetDatum(swept);
+	ret = SPI_execute_plan(hold ?
+						   outbox_plan(&waiting_hold_plan, waiting_hold_sql, 2, argtypes,
+									   CURSOR_OPT_CUSTOM_PLAN) :
+						   outbox_plan(&waiting_plan, waiting_sql, 2, argtypes,
 									   CURSOR_OPT_CUSTOM_PLAN),
 						   args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "outbox relay: reading outbox.events failed: %s",
+		elog(ERROR, "outbox relay: reading waiting events failed: %s",
 			 SPI_result_code_string(ret));
+	waiting_read_at = GetCurrentTimestamp();
 
 	/*
 	 * The SPI result holds large payloads as TOAST pointers, so only what is
@@ -432,28 +642,37 @@ pipeline_read_sql(RelayBatch *b, int64 from)
 		pipeline_add(b, values, nulls, DatumGetTransactionId(values[READ_COL_XMIN]));
 	}
 	MemoryContextSwitchTo(old);
+	if (SPI_processed < (uint64) outbox_batch_size)
+	{
+		waiting_wanted = false;
+		pipeline_learn_waiting();
+	}
 }
 
 /*
- * Step 1: read up to outbox.batch_size due events with ids above from, and
- * at most about outbox.batch_max_bytes of them, into b; the rows past that
- * are left for the next pass.
+ * Step 1: read into b up to outbox.batch_size events, and at most about
+ * outbox.batch_max_bytes of them: the new ones with ids above from, or
+ * (waiting) the waiting ones that may go now.  The rows past that are left
+ * for the next pass.
  */
 static void
-pipeline_read(RelayBatch *b, int64 from)
+pipeline_read(RelayBatch *b, int64 from, bool waiting)
 {
 	Assert(from >= cursor);
 	MemoryContextReset(b->cxt);
 	b->events = NULL;
 	b->size = 0;
 	b->n = 0;
+	b->seen = 0;
 	b->bytes = 0;
 	b->outstanding = 0;
+	b->waiting = waiting;
 	b->from = from;
+	b->last_seen = from;
 	b->commit_lsn = InvalidXLogRecPtr;
 	b->last_xmin = InvalidTransactionId;
 
-	outbox_work_begin("reading outbox.events");
+	outbox_work_begin(waiting ? "reading waiting events" : "reading outbox.events");
 	paused = outbox_status_paused();
 	if (paused)
 	{
@@ -471,12 +690,10 @@ pipeline_read(RelayBatch *b, int64 from)
 	b->final = outbox_horizon_final();
 	PopActiveSnapshot();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (retry_floor < 0)
-		pipeline_learn_retry_floor();
-	if (retry_floor == PG_INT64_MAX)
-		pipeline_read_scan(b, from);
+	if (waiting)
+		pipeline_read_waiting(b);
 	else
-		pipeline_read_sql(b, from);
+		pipeline_read_scan(b, from);
 	outbox_work_end();
 }
 
@@ -488,13 +705,16 @@ pipeline_produce(OutboxProducer *producer, RelayBatch *b)
 {
 	int			i;
 
-	Assert(b->n > 0 && b->outstanding == 0);
+	Assert(b->outstanding == 0);
 	pgstat_report_activity(STATE_RUNNING, "producing to Kafka");
 	for (i = 0; i < b->n; i++)
 	{
 		RelayEvent *ev = &b->events[i];
-		rd_kafka_resp_err_t err = outbox_kafka_produce(producer, &ev->msg, &ev->delivery);
+		rd_kafka_resp_err_t err;
 
+		if (ev->park)
+			continue;
+		err = outbox_kafka_produce(producer, &ev->msg, &ev->delivery);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			b->outstanding++;
 		else
@@ -515,8 +735,10 @@ pipeline_record(RelayBatch *b)
 	Datum	   *codes;
 	Datum	   *messages;
 	Datum	   *permanent;
+	Datum	   *park_ids;
 	int			nok = 0;
 	int			nbad = 0;
+	int			npark = 0;
 	int			nmaybe = 0;
 	rd_kafka_resp_err_t maybe_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	uint64		dead = 0;
@@ -530,11 +752,14 @@ pipeline_record(RelayBatch *b)
 	codes = palloc(sizeof(Datum) * b->n);
 	messages = palloc(sizeof(Datum) * b->n);
 	permanent = palloc(sizeof(Datum) * b->n);
+	park_ids = palloc(sizeof(Datum) * b->n);
 	for (i = 0; i < b->n; i++)
 	{
 		RelayEvent *ev = &b->events[i];
 
-		if (ev->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		if (ev->park)
+			park_ids[npark++] = Int64GetDatum(ev->id);
+		else if (ev->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			ok_ids[nok++] = Int64GetDatum(ev->id);
 		else
 		{
@@ -555,17 +780,31 @@ pipeline_record(RelayBatch *b)
 			OutboxNotifier *notifier = outbox_notify_begin(outbox_notify_channel);
 
 			for (i = 0; i < b->n; i++)
-				if (b->events[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+				if (!b->events[i].park && b->events[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
 					outbox_notify_add(notifier, &b->events[i].msg,
 									  b->events[i].partition, b->events[i].offset);
 			outbox_notify_end(notifier);
 		}
 	}
+	if (npark > 0)
+	{
+		Datum		arg = PointerGetDatum(construct_array(park_ids, npark, INT8OID, 8, true,
+														  TYPALIGN_DOUBLE));
+		Oid			argtype = INT8ARRAYOID;
+		int			ret = SPI_execute_plan(outbox_plan(&park_plan, park_sql, 1, &argtype,
+													   CURSOR_OPT_CUSTOM_PLAN),
+										   &arg, NULL, false, 0);
+
+		if (ret != SPI_OK_UPDATE)
+			elog(ERROR, "outbox relay: parking events behind their key failed: %s",
+				 SPI_result_code_string(ret));
+	}
 	if (nbad > 0)
 	{
-		Datum		args[8];
-		Oid			argtypes[8] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		BOOLARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID};
+		Datum		args[9];
+		Oid			argtypes[9] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		BOOLARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, BOOLOID};
+		bool		hold = outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY;
 		bool		forwarding = outbox_events_forwarding();
 		bool		isnull;
 		int			ret;
@@ -578,10 +817,11 @@ pipeline_record(RelayBatch *b)
 		args[5] = Int32GetDatum(outbox_retry_backoff_min);
 		args[6] = Int32GetDatum(outbox_retry_backoff_max);
 		args[7] = CStringGetTextDatum(outbox_dead_letter_topic_suffix);
+		args[8] = BoolGetDatum(hold);
 		ret = SPI_execute_plan(forwarding ?
-							   outbox_plan(&fail_dlq_plan, fail_sql_dlq, 8, argtypes,
+							   outbox_plan(&fail_dlq_plan, fail_sql_dlq, 9, argtypes,
 										   CURSOR_OPT_CUSTOM_PLAN) :
-							   outbox_plan(&fail_plan, fail_sql, 8, argtypes,
+							   outbox_plan(&fail_plan, fail_sql, 9, argtypes,
 										   CURSOR_OPT_CUSTOM_PLAN),
 							   args, NULL, false, 0);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -591,15 +831,36 @@ pipeline_record(RelayBatch *b)
 										   SPI_tuptable->tupdesc, 1, &isnull));
 		if (dead > 0 && forwarding && outbox_dead_letter_topic_suffix[0] != '\0')
 			outbox_forward_wake();
+		if (dead > 0 && hold && forwarding)
+			held_exist = true;
 		outbox_slot_record_error(pipeline_slot,
 								 psprintf("%s: %s",
 										  TextDatumGetCString(codes[0]),
 										  TextDatumGetCString(messages[0])));
 	}
-	/* retries are rare: look for them only when some may exist */
-	if (nbad > 0 || retry_floor != PG_INT64_MAX)
-		pipeline_learn_retry_floor();
 	outbox_work_end();
+
+	/*
+	 * Events now wait (retried, parked), or waiting ones went (delivered,
+	 * dead-lettered): a read of waiting events may find some due.  A retry
+	 * comes due at the earliest after half the shortest backoff.
+	 */
+	if (nbad > 0 || npark > 0 || b->waiting)
+	{
+		waiting_exist = true;
+		waiting_wanted = true;
+	}
+	if (nbad > 0)
+	{
+		TimestampTz retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   outbox_retry_backoff_min / 2);
+
+		if (waiting_due_at == 0 || retry_at < waiting_due_at)
+			waiting_due_at = retry_at;
+	}
+	for (i = 0; i < b->n; i++)
+		if (b->events[i].park)
+			pipeline_parked_key(b->events[i].key_hash, -1);
 	outbox_slot_count(pipeline_slot, nok, nbad, dead, 0);
 
 	/*
@@ -631,44 +892,77 @@ pipeline_free_batch(void)
 }
 
 /*
- * May the next batch be read while newest is in flight, starting past its
- * last id?  Not while retries are pending (a retry that comes due must be
- * read before later events of its key, and it lies below), and not when
- * newest's ids were not all final at its read: a row below its last id may
- * still commit, and only a read from the cursor finds it, so the cursor must
- * catch up first instead of lagging behind a pipeline that never empties.
+ * Where the next read of new events may start, while batches are in
+ * flight: past the last id of the newest such batch, unless that batch's
+ * ids were not all final at its read (a row below its last id may still
+ * commit, and only a read from the cursor finds it, so the cursor must
+ * catch up first instead of lagging behind a pipeline that never empties):
+ * then -1, no read now.
  */
-static bool
-pipeline_may_overlap(RelayBatch *newest)
+static int64
+pipeline_next_from(void)
 {
-	return retry_floor == PG_INT64_MAX &&
-		newest->final >= newest->events[newest->n - 1].id;
+	int64		from = cursor;
+	int			i;
+
+	for (i = 0; i < nflight; i++)
+	{
+		RelayBatch *b = flight[i];
+
+		if (b->waiting)
+			continue;
+		if (b->final < b->last_seen)
+			return -1;
+		from = Max(from, b->last_seen);
+	}
+	return from;
+}
+
+/* true when a batch of waiting events is in flight */
+static bool
+pipeline_waiting_in_flight(void)
+{
+	int			i;
+
+	for (i = 0; i < nflight; i++)
+		if (flight[i]->waiting)
+			return true;
+	return false;
 }
 
 /*
- * Read and produce a new batch, when one may be read now.  True when it
- * found events.
+ * Read a new batch and produce it.  waiting: of the waiting events that may
+ * go now; else of new events, when one may be read now.  True when it did
+ * something (a read of new events that found only waiting rows moves the
+ * cursor past them).
  */
 static bool
-pipeline_read_and_produce(OutboxProducer *producer)
+pipeline_read_and_produce(OutboxProducer *producer, bool waiting)
 {
 	RelayBatch *b;
-	int64		from = cursor;
+	int64		from = waiting ? cursor : pipeline_next_from();
 
-	if (nflight > 0)
-	{
-		RelayBatch *newest = flight[nflight - 1];
-
-		if (!pipeline_may_overlap(newest))
-			return false;
-		from = Max(from, newest->events[newest->n - 1].id);
-	}
+	if (from < 0)
+		return false;
 	b = pipeline_free_batch();
-	pipeline_read(b, from);
+	pipeline_read(b, from, waiting);
 	if (b->n == 0)
 	{
-		read_wanted = false;
-		return false;
+		if (waiting)
+			return false;
+		/*
+		 * Only waiting rows, or none: step past them and look further if the
+		 * read stopped early.  Past a batch in flight, wait for its record.
+		 */
+		if (b->seen == 0 || b->from > cursor)
+		{
+			read_wanted = false;
+			return false;
+		}
+		cursor = Max(cursor, Min(b->last_seen, b->final));
+		swept = Max(swept, cursor);
+		read_wanted = pipeline_full(b);
+		return true;
 	}
 	/* no phantom events: what we read must be durable before Kafka has it */
 	if (!XLogRecPtrIsInvalid(b->commit_lsn))
@@ -681,8 +975,9 @@ pipeline_read_and_produce(OutboxProducer *producer)
 
 /*
  * Record the oldest batch in flight, then drop it from the pipeline and move
- * the cursor: a batch read from the cursor holds every due row from there up
- * to its last id that was final when it was read.
+ * the cursor: a batch of new events read from the cursor handled every row
+ * from there up to the last id it looked at that was final when it was
+ * read (delivered, failed, parked, or left waiting).
  */
 static void
 pipeline_record_oldest(void)
@@ -691,9 +986,11 @@ pipeline_record_oldest(void)
 	int64		before PG_USED_FOR_ASSERTS_ONLY = cursor;
 
 	pipeline_record(b);
-	if (b->from <= cursor)
-		cursor = Max(cursor, Min(Min(b->events[b->n - 1].id, b->final),
-								 retry_floor - 1));
+	if (!b->waiting && b->from <= cursor)
+	{
+		cursor = Max(cursor, Min(b->last_seen, b->final));
+		swept = Max(swept, cursor);
+	}
 	Assert(cursor >= before);
 	flight[0] = flight[1];
 	flight[1] = NULL;
@@ -702,11 +999,12 @@ pipeline_record_oldest(void)
 }
 
 /*
- * One pass: serve delivery reports, read and produce a new batch unless the
- * pipeline is full, held (the producer is to be recreated), paused, or the
- * batch in flight forbids it; then record every batch at the head of the
- * pipeline whose reports are all in.  woken says something new may be there
- * (a commit set the latch, or a timeout passed).
+ * One pass: serve delivery reports; unless the pipeline is full or held
+ * (the producer is to be recreated), read and produce the waiting events
+ * that came due, and a batch of new events unless the batch in flight
+ * forbids it; then record every batch at the head of the pipeline whose
+ * reports are all in.  woken says something new may be there (a commit set
+ * the latch, or a timeout passed).
  */
 OutboxPassResult
 outbox_pipeline_pass(OutboxProducer *producer, bool hold, bool woken)
@@ -726,8 +1024,29 @@ outbox_pipeline_pass(OutboxProducer *producer, bool hold, bool woken)
 		rescanned_at = now;
 		read_wanted = true;
 	}
+
+	/* when waiting events may have come due */
+	if (outbox_slot_take_release(pipeline_slot))
+		waiting_wanted = true;
+	if (outbox_dead_letter_policy != last_policy)
+	{
+		last_policy = outbox_dead_letter_policy;
+		waiting_wanted = true;
+		held_exist = true;
+	}
+	if (waiting_exist && waiting_due_at != 0 && now >= waiting_due_at)
+	{
+		waiting_wanted = true;
+		waiting_due_at = 0;
+	}
+	if (waiting_exist &&
+		TimestampDifferenceExceeds(waiting_read_at, now, outbox_poll_interval))
+		waiting_wanted = true;
+
+	if (waiting_wanted && !hold && nflight < PIPELINE_DEPTH && !pipeline_waiting_in_flight())
+		progress = pipeline_read_and_produce(producer, true);
 	if (read_wanted && !hold && nflight < PIPELINE_DEPTH)
-		progress = pipeline_read_and_produce(producer);
+		progress = pipeline_read_and_produce(producer, false) || progress;
 
 	while (nflight > 0 && flight[0]->outstanding == 0)
 	{
@@ -737,6 +1056,22 @@ outbox_pipeline_pass(OutboxProducer *producer, bool hold, bool woken)
 	if (progress)
 		return OUTBOX_PASS_PROGRESS;
 	return nflight > 0 ? OUTBOX_PASS_WAITING : OUTBOX_PASS_IDLE;
+}
+
+/*
+ * How long until a waiting event comes due, as far as the relay knows: -1
+ * when it knows of none (or is paused: resuming wakes it).
+ */
+long
+outbox_pipeline_due_in_ms(void)
+{
+	long		secs;
+	int			usecs;
+
+	if (paused || !waiting_exist || waiting_due_at == 0)
+		return -1;
+	TimestampDifference(GetCurrentTimestamp(), waiting_due_at, &secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
 }
 
 /*
@@ -750,13 +1085,13 @@ outbox_pipeline_busy(void)
 
 /*
  * True when every event read has been recorded, the last read found none,
- * and none waits for a retry: outbox.events holds nothing the relay knows
- * of (reclaim.c carries over whatever else it finds).
+ * and no waiting event is known to be due: outbox.events holds only events
+ * that wait (reclaim.c carries them over, with whatever else it finds).
  */
 bool
 outbox_pipeline_drained(void)
 {
-	return nflight == 0 && !read_wanted && !paused && retry_floor == PG_INT64_MAX;
+	return nflight == 0 && !read_wanted && !paused && !waiting_wanted;
 }
 
 /*
@@ -780,12 +1115,14 @@ outbox_pipeline_cursor(void)
 /*
  * After an ERROR: keep the batches in flight (their reports still come and
  * their outcomes are recorded by the next pass), but read again from the
- * lowest id, and find the retry floor again.
+ * lowest id, and learn again what waits.
  */
 void
 outbox_pipeline_after_error(void)
 {
 	cursor = 0;
-	retry_floor = -1;
 	read_wanted = true;
+	waiting_exist = true;
+	held_exist = true;
+	waiting_wanted = true;
 }

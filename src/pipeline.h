@@ -31,6 +31,7 @@ extern bool outbox_pipeline_busy(void);
 extern bool outbox_pipeline_drained(void);
 extern bool outbox_pipeline_paused(void);
 extern int64 outbox_pipeline_cursor(void);
+extern long outbox_pipeline_due_in_ms(void);
 extern void outbox_pipeline_after_error(void);
 
 #endif							/* OUTBOX_PIPELINE_H */

@@ -62,6 +62,7 @@
 #define OUTBOX_MAX_ATTR_LEN 1024
 
 static bool wake_relay_pending = false;
+static bool release_waiting_pending = false;
 static bool wake_launcher_pending = false;
 static bool xact_callback_registered = false;
 
@@ -69,6 +70,7 @@ PG_FUNCTION_INFO_V1(outbox_publish);
 PG_FUNCTION_INFO_V1(outbox_publish_binary);
 PG_FUNCTION_INFO_V1(outbox_wake_relay);
 PG_FUNCTION_INFO_V1(outbox_nudge_relay);
+PG_FUNCTION_INFO_V1(outbox_release_waiting);
 
 /*
  * At commit, wake whoever the transaction asked for; at abort, forget.
@@ -82,17 +84,21 @@ outbox_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (release_waiting_pending)
+				outbox_release_waiting_of_database(MyDatabaseId);
 			if (wake_relay_pending)
 				outbox_set_latch_of_database(MyDatabaseId);
 			if (wake_launcher_pending)
 				outbox_request_relay(MyDatabaseId);
 			wake_relay_pending = false;
+			release_waiting_pending = false;
 			wake_launcher_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_relay_pending = false;
+			release_waiting_pending = false;
 			wake_launcher_pending = false;
 			break;
 		default:
@@ -375,6 +381,7 @@ typedef struct PublishEvent
 	Jsonb	   *headers;		/* NULL: none */
 	text	   *event_type;		/* NULL: none */
 	pg_uuid_t  *event_id;
+	TimestampTz deliver_at;		/* 0: at once */
 } PublishEvent;
 
 /*
@@ -545,6 +552,11 @@ outbox_write_event(FunctionCallInfo fcinfo, PublishEvent *ev,
 	nulls[EV_CREATED_AT - 1] = false;
 	values[EV_ATTEMPTS - 1] = Int32GetDatum(0);
 	nulls[EV_ATTEMPTS - 1] = false;
+	if (ev->deliver_at != 0)
+	{
+		values[EV_NEXT_ATTEMPT_AT - 1] = TimestampTzGetDatum(ev->deliver_at);
+		nulls[EV_NEXT_ATTEMPT_AT - 1] = false;
+	}
 
 	if (outbox_commit_order && !PG_ARGISNULL(2))
 		outbox_lock_key(ev->topic, PG_GETARG_TEXT_PP(2));
@@ -567,6 +579,28 @@ outbox_check_size(FunctionCallInfo fcinfo, PublishEvent *ev, Size headers_size)
 				 errmsg("payload is too large for a Kafka message"),
 				 errdetail("payload, key and headers take %zu bytes; outbox.max_message_size is %d.",
 						   size, outbox_max_message_size)));
+}
+
+/*
+ * When an event may go, from the deliver_at argument at argno (absent in a
+ * database still at 1.1): 0 for at once, when there is none or it is not in
+ * the future.  Infinity would never go, and is refused.
+ */
+static TimestampTz
+outbox_deliver_at(FunctionCallInfo fcinfo, int argno)
+{
+	TimestampTz t;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return 0;
+	t = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_IS_NOEND(t))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("deliver_at must be a finite time"),
+				 errdetail("An event to be delivered at infinity would never be."),
+				 errhint("Pass NULL to deliver it at once.")));
+	return t > GetCurrentTimestamp() ? t : 0;
 }
 
 /*
@@ -744,6 +778,7 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
 	if (!PG_ARGISNULL(6))
 		outbox_check_traceparent(PG_GETARG_TEXT_PP(6));
 	ev.headers = outbox_add_causation(fcinfo, ids_arg, ev.headers, &headers_size);
+	ev.deliver_at = outbox_deliver_at(fcinfo, ids_arg + 2);
 	shared_headers = ev.headers;
 	shared_size = headers_size;
 	ev.value = value;
@@ -781,7 +816,13 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
 	outbox_wake_relay_at_commit();
 	outbox_write_event(fcinfo, &ev, content_type);
 	foreach(lc, derived)
-		outbox_write_event(fcinfo, lfirst(lc), content_type);
+	{
+		PublishEvent *d = lfirst(lc);
+
+		/* a derived event goes with its source */
+		d->deliver_at = ev.deliver_at;
+		outbox_write_event(fcinfo, d, content_type);
+	}
 
 	PG_RETURN_UUID_P(ev.event_id);
 }
@@ -789,7 +830,8 @@ outbox_publish_common(FunctionCallInfo fcinfo, bytea *value, Jsonb *payload,
 /*
  * outbox.publish(topic text, payload jsonb, key text, headers jsonb,
  *				  event_type text, source text, traceparent text,
- *				  correlation_id text, causation_id text) RETURNS uuid
+ *				  correlation_id text, causation_id text,
+ *				  deliver_at timestamptz) RETURNS uuid
  *
  * A NULL payload publishes a tombstone (a Kafka record with a null value).
  */
@@ -806,7 +848,7 @@ outbox_publish(PG_FUNCTION_ARGS)
  * outbox.publish_binary(topic text, payload bytea, key text, headers jsonb,
  *						 event_type text, source text, traceparent text,
  *						 content_type text, correlation_id text,
- *						 causation_id text) RETURNS uuid
+ *						 causation_id text, deliver_at timestamptz) RETURNS uuid
  *
  * For Avro, Protobuf or any bytes; content_type names the encoding.
  */
@@ -849,5 +891,20 @@ outbox_nudge_relay(PG_FUNCTION_ARGS)
 {
 	outbox_require_preload();
 	outbox_wake_relay_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * outbox._release_waiting(): for replay_dead_letters() and
+ * discard_dead_letters(), which may release a key that events wait behind:
+ * at commit the relay is told to look at the waiting events again, and
+ * woken.  Otherwise the relay looks at them only when one comes due.
+ */
+Datum
+outbox_release_waiting(PG_FUNCTION_ARGS)
+{
+	outbox_require_preload();
+	outbox_register_xact_callback();
+	release_waiting_pending = true;
 	PG_RETURN_VOID();
 }

@@ -16,8 +16,8 @@
  * once; otherwise the relay waits on its latch (set by committing
  * publishers) and librdkafka's queue pipe together, with a timeout: a second
  * while batches travel, else outbox.poll_interval, the purge interval, the
- * next statistics refresh or the next forward to retry, whichever comes
- * first.  A
+ * next statistics refresh, the next waiting event due (a retry, a
+ * deliver_at) or the next forward to retry, whichever comes first.  A
  * reload that changes the producer's settings, or a fatal producer error,
  * stops new reads until nothing is in flight, then the producer is
  * recreated.
@@ -303,9 +303,12 @@ relay_sleep_ms(OutboxPassResult result)
 	long		ms = result == OUTBOX_PASS_WAITING ? RELAY_FLIGHT_WAIT_MS :
 		Min(outbox_poll_interval, outbox_inbox_purge_in_ms());
 	long		forward_ms = outbox_forward_due_in_ms();
+	long		due_ms = outbox_pipeline_due_in_ms();
 
 	if (forward_ms >= 0)
 		ms = Min(ms, forward_ms);
+	if (due_ms >= 0)
+		ms = Min(ms, due_ms);
 
 	if (relay_stats_dirty)
 		ms = Min(ms, outbox_status_refresh_in_ms());

@@ -5,12 +5,14 @@
  *	  the relay, reading it in id order and deleting delivered rows without
  *	  the planner: scans of its primary key under the active snapshot.
  *
- * The relay's common read (no event waiting for a retry) is "the next
- * events above the cursor in id order", for which the only good plan is
- * this index scan; planning it costs more than running it for a handful of
- * rows, and a plan cached while the table looked empty could scan the
- * whole backlog.  The read with retries pending, whose rules need a join,
- * stays in SQL (pipeline.c).
+ * The relay's read of new events is "the next events above the cursor in
+ * id order", for which the only good plan is this index scan; planning it
+ * costs more than running it for a handful of rows, and a plan cached while
+ * the table looked empty could scan the whole backlog.  While events wait
+ * (for a retry, a deliver_at, or behind a dead letter of their key) each
+ * new event with a key is checked against them with a probe of a partial
+ * index; the read of waiting events that came due, whose rules need a
+ * join, stays in SQL (pipeline.c).
  *
  * Rows are returned as the heap has them: values point into the buffer,
  * valid until the next call; the caller copies what it keeps.  The
@@ -29,6 +31,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "executor/tuptable.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -153,6 +156,86 @@ outbox_scan_end(OutboxEventScan *s)
 	index_close(s->index, AccessShareLock);
 	table_close(s->heap, AccessShareLock);
 	pfree(s);
+}
+
+/*
+ * A probe of a partial index on (topic, key[, id]) for visible rows of one
+ * topic and key: events_waiting_idx (is an earlier event of this key
+ * waiting?) or dead_letters_held_idx (does a dead letter hold this key?).
+ * The relay asks for every event with a key it reads while such rows may
+ * exist, so it walks the index itself instead of running a query: a
+ * descent of a small index, about a microsecond.
+ */
+struct OutboxKeyProbe
+{
+	Relation	heap;
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	bool		by_id;			/* the index's third column is id */
+};
+
+/*
+ * Open a probe of index on table (both in schema outbox); NULL when the
+ * database has no such index (a database still at 1.1).  by_id: probes ask
+ * for ids below a bound too.
+ */
+OutboxKeyProbe *
+outbox_probe_begin(const char *table, const char *index, bool by_id)
+{
+	Oid			nsp = get_namespace_oid("outbox", false);
+	Oid			heapoid = get_relname_relid(table, nsp);
+	Oid			indexoid = get_relname_relid(index, nsp);
+	OutboxKeyProbe *p;
+
+	if (!OidIsValid(heapoid) || !OidIsValid(indexoid))
+		return NULL;
+	p = palloc0(sizeof(OutboxKeyProbe));
+	p->heap = table_open(heapoid, AccessShareLock);
+	p->index = index_open(indexoid, AccessShareLock);
+	if (p->index->rd_index->indrelid != heapoid ||
+		p->index->rd_rel->relam != BTREE_AM_OID ||
+		IndexRelationGetNumberOfKeyAttributes(p->index) < (by_id ? 3 : 2))
+		elog(ERROR, "outbox relay: index outbox.%s is not the one this version of outbox expects",
+			 index);
+	p->by_id = by_id;
+	p->slot = table_slot_create(p->heap, NULL);
+	p->scan = index_beginscan(p->heap, p->index, GetActiveSnapshot(), by_id ? 3 : 2, 0);
+	return p;
+}
+
+/*
+ * Is a row visible with this topic and key (and, for a probe by id, an id
+ * below before_id)?
+ */
+bool
+outbox_probe(OutboxKeyProbe *p, Datum topic, Datum key, int64 before_id)
+{
+	ScanKeyData keys[3];
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   p->index->rd_indcollation[0], F_TEXTEQ, topic);
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   p->index->rd_indcollation[1], F_TEXTEQ, key);
+	if (p->by_id)
+		ScanKeyInit(&keys[2], 3, BTLessStrategyNumber, F_INT8LT, Int64GetDatum(before_id));
+	index_rescan(p->scan, keys, p->by_id ? 3 : 2, NULL, 0);
+	return index_getnext_slot(p->scan, ForwardScanDirection, p->slot);
+}
+
+/*
+ * Close a probe (NULL: none was opened).
+ */
+void
+outbox_probe_end(OutboxKeyProbe *p)
+{
+	if (p == NULL)
+		return;
+	index_endscan(p->scan);
+	ExecDropSingleTupleTableSlot(p->slot);
+	index_close(p->index, AccessShareLock);
+	table_close(p->heap, AccessShareLock);
+	pfree(p);
 }
 
 /*

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * scan.h
- *	  Reading outbox.events in id order, and deleting delivered rows,
- *	  without the planner.
+ *	  Reading outbox.events in id order, deleting delivered rows, and
+ *	  probing for a key's waiting events or holding dead letters, without
+ *	  the planner.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +16,7 @@
 #include "utils/relcache.h"
 
 typedef struct OutboxEventScan OutboxEventScan;
+typedef struct OutboxKeyProbe OutboxKeyProbe;
 
 extern Relation outbox_events_open(LOCKMODE lockmode);
 extern bool outbox_events_forwarding(void);
@@ -24,5 +26,10 @@ extern bool outbox_scan_next(OutboxEventScan *s, Datum **values, bool **nulls,
 							 TransactionId *xmin);
 extern void outbox_scan_end(OutboxEventScan *s);
 extern uint64 outbox_scan_delete(const Datum *ids, int n);
+
+extern OutboxKeyProbe *outbox_probe_begin(const char *table, const char *index,
+										  bool by_id);
+extern bool outbox_probe(OutboxKeyProbe *p, Datum topic, Datum key, int64 before_id);
+extern void outbox_probe_end(OutboxKeyProbe *p);
 
 #endif							/* OUTBOX_SCAN_H */

@@ -145,6 +145,46 @@ outbox_set_latch_of_database(Oid dboid)
 }
 
 /*
+ * Tell the relay of a database that events waiting in outbox.events may go
+ * now (a replay or discard released the key they waited behind), and wake
+ * it.  Called at commit: the LWLock shared, the slot's spinlock, a latch.
+ */
+void
+outbox_release_waiting_of_database(Oid dboid)
+{
+	OutboxSlot *slot;
+
+	if (outbox_shared == NULL)
+		return;
+	LWLockAcquire(outbox_shared->lock, LW_SHARED);
+	slot = outbox_slot_for_database(dboid);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		slot->release_waiting = true;
+		SpinLockRelease(&slot->mutex);
+		if (slot->latch != NULL)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * For the relay: was it told that waiting events may go?  Clears the mark.
+ */
+bool
+outbox_slot_take_release(OutboxSlot *slot)
+{
+	bool		release;
+
+	SpinLockAcquire(&slot->mutex);
+	release = slot->release_waiting;
+	slot->release_waiting = false;
+	SpinLockRelease(&slot->mutex);
+	return release;
+}
+
+/*
  * Ask the launcher to (re)start the relay of a database: clears the slot's
  * no_extension and dropping marks, if the database has a slot, and wakes the
  * launcher, which gives a new database a slot on its next pass.  Called at

@@ -63,6 +63,10 @@ typedef struct OutboxSlot
 	bool		brokers_up;
 	bool		brokers_known;
 	TimestampTz stats_at;
+	int64		scheduled;		/* of pending: waiting for their deliver_at */
+	int64		held;			/* of pending: behind a dead letter of their key */
+	/* set at commit by a replay or discard: waiting events may go now */
+	bool		release_waiting;
 } OutboxSlot;
 
 typedef struct OutboxShared
@@ -80,6 +84,8 @@ extern void outbox_shmem_init(void);
 extern bool outbox_shmem_ready(void);
 extern OutboxSlot *outbox_slot_for_database(Oid dboid);
 extern void outbox_set_latch_of_database(Oid dboid);
+extern void outbox_release_waiting_of_database(Oid dboid);
+extern bool outbox_slot_take_release(OutboxSlot *slot);
 extern void outbox_request_relay(Oid dboid);
 extern void outbox_stop_relay_for_drop(Oid dboid);
 extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);

@@ -33,6 +33,7 @@
 #include "utils/timestamp.h"
 
 #include "outbox.h"
+#include "scan.h"
 #include "shmem.h"
 #include "spiutil.h"
 #include "status.h"
@@ -46,13 +47,30 @@ PG_FUNCTION_INFO_V1(outbox_relay_stats);
 static SPIPlanPtr refresh_plan = NULL;
 static TimestampTz last_refresh = 0;
 
-/* $1: the relay's cursor */
+/*
+ * $1: the relay's cursor.  Below it only waiting events remain (see
+ * pipeline.c), found through their partial index.
+ */
 static const char *const refresh_sql =
 "SELECT (SELECT pg_catalog.count(*) FROM outbox.events WHERE id > $1)"
-"       + (SELECT pg_catalog.count(*) FROM outbox.events WHERE attempts > 0 AND id <= $1),"
+"       + (SELECT pg_catalog.count(*) FROM outbox.events WHERE next_attempt_at IS NOT NULL AND id <= $1),"
 "       LEAST((SELECT created_at FROM outbox.events WHERE id > $1 ORDER BY id LIMIT 1),"
-"             (SELECT pg_catalog.min(created_at) FROM outbox.events WHERE attempts > 0)),"
+"             (SELECT pg_catalog.min(created_at) FROM outbox.events WHERE next_attempt_at IS NOT NULL)),"
 "       (SELECT pg_catalog.count(*) FROM outbox.dead_letters)";
+
+/*
+ * Of those (a database at 1.2): scheduled for a later deliver_at, and
+ * waiting behind a dead letter that holds their key ($1: under hold_key).
+ */
+static const char *const refresh_waiting_sql =
+"SELECT (SELECT pg_catalog.count(*) FROM outbox.events"
+"         WHERE attempts = 0 AND next_attempt_at > pg_catalog.now()),"
+"       CASE WHEN $1 THEN (SELECT pg_catalog.count(*) FROM outbox.events e"
+"         WHERE e.next_attempt_at IS NOT NULL"
+"           AND EXISTS (SELECT 1 FROM outbox.dead_letters d"
+"                        WHERE d.holds_key AND d.topic = e.topic AND d.key = e.key))"
+"       ELSE 0 END";
+static SPIPlanPtr refresh_waiting_plan = NULL;
 static long last_refresh_cost_ms = 0;
 static uint64 delivered_at_last_refresh = 0;
 
@@ -115,6 +133,8 @@ outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 	bool		isnull;
 	int64		pending;
 	int64		dead;
+	int64		scheduled = 0;
+	int64		held = 0;
 	TimestampTz oldest = 0;
 	Datum		d;
 	uint64		delivered;
@@ -134,6 +154,20 @@ outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 	if (!isnull)
 		oldest = DatumGetTimestampTz(d);
 	dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (outbox_events_forwarding())
+	{
+		Oid			booltype = BOOLOID;
+		Datum		hold = BoolGetDatum(outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY);
+
+		ret = SPI_execute_plan(outbox_plan(&refresh_waiting_plan, refresh_waiting_sql, 1,
+										   &booltype, CURSOR_OPT_CUSTOM_PLAN),
+							   &hold, NULL, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "outbox relay: counting waiting events failed: %s",
+				 SPI_result_code_string(ret));
+		scheduled = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		held = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
 
 	SpinLockAcquire(&slot->mutex);
 	delivered = slot->delivered;
@@ -143,6 +177,8 @@ outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 	slot->pending = pending;
 	slot->oldest_pending = oldest;
 	slot->dead_letters = dead;
+	slot->scheduled = scheduled;
+	slot->held = held;
 	slot->stats_at = now;
 	SpinLockRelease(&slot->mutex);
 
@@ -190,8 +226,9 @@ outbox_relay_stats(PG_FUNCTION_ARGS)
 	{
 		OutboxSlot *slot = &outbox_shared->slots[i];
 		OutboxSlot	copy;
-		Datum		values[15];
-		bool		nulls[15];
+		/* a database still at 1.1 has the first 15 columns only */
+		Datum		values[17];
+		bool		nulls[17];
 		char	   *datname;
 		Oid			dboid;
 		pid_t		pid;
@@ -233,6 +270,8 @@ outbox_relay_stats(PG_FUNCTION_ARGS)
 		values[13] = CStringGetTextDatum(copy.last_error);
 		nulls[13] = (copy.last_error[0] == '\0');
 		values[14] = TimestampTzGetDatum(copy.last_error_at);
+		values[15] = Int64GetDatum(copy.scheduled);
+		values[16] = Int64GetDatum(copy.held);
 		nulls[14] = (copy.last_error_at == 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

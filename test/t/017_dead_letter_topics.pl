@@ -164,9 +164,19 @@ SELECT forward_topic IS NULL AND forwarded_at IS NULL AND forward_attempts = 0 A
 is($node->safe_psql('from_1_1', q{SELECT count(*) || ' ' || bool_and(forwarded_at IS NULL) FROM outbox.events}),
 	'1 true', 'the pending event kept');
 is($node->safe_psql('from_1_1', q{SELECT outbox.receive('billing', 'kept-1')}), 'f', 'inbox rows kept');
+is($node->safe_psql('from_1_1', qq{SELECT holds_key FROM outbox.dead_letters WHERE event_id = '$old'}), 'f',
+	'it holds no key');
+is($node->safe_psql('from_1_1', q{
+SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'outbox'
+   AND indexname IN ('events_waiting_idx', 'events_due_idx', 'events_retry_idx', 'dead_letters_held_idx')}),
+	'dead_letters_held_idx,events_due_idx,events_waiting_idx', 'the indexes of waiting events replace the one of retries');
+is($node->safe_psql('from_1_1', q{SELECT scheduled || ' ' || held FROM outbox.stats WHERE datname = 'from_1_1'}),
+	'0 0', 'outbox.stats has the new columns');
 $node->safe_psql('from_1_1', 'SELECT outbox.resume_relay()');
 ok(wait_drained($node, 'from_1_1'), 'delivered after the update');
-is(join(',', map { $_->{value} } @{ kcat_read($broker->{bootstrap}, 'old.topic') }), '{"n": 1},{"n": 3}',
+$node->safe_psql('from_1_1', q{SELECT outbox.publish('old.topic', '{"n": 5}', key => 'o', deliver_at => now() + interval '1 second')});
+ok(wait_drained($node, 'from_1_1'), 'publish() takes deliver_at after the update');
+is(join(',', map { $_->{value} } @{ kcat_read($broker->{bootstrap}, 'old.topic') }), '{"n": 1},{"n": 3},{"n": 5}',
 	'the events before and after, the dead letter not');
 my $new = poison('old.topic', 'o', '{"n": 4}', '{}', 'from_1_1');
 ok($node->poll_query_until('from_1_1', qq{SELECT forwarded_at IS NOT NULL FROM outbox.dead_letters WHERE event_id = '$new'}),
