@@ -52,7 +52,7 @@ SELECT count(*) AS events FROM outbox.events;
 INSERT INTO outbox.dead_letters (event_id, topic, key, content_type, created_at, attempts, error_code, error, holds_key, outbox_id)
 VALUES ('01890a5d-ac96-774b-bcce-0000000000a5', 'orders', 'k5', 'application/json', now(), 1, 'MSG_SIZE_TOO_LARGE', 'too large', false, 15);
 SELECT outbox.replay_dead_letters() AS replayed;
-SELECT id = 11 AS own_id, key, next_attempt_at IS NOT NULL AS waits FROM outbox.events ORDER BY id;
+SELECT id = 11 AS own_id, key, next_attempt_at IS NOT NULL AS waits FROM outbox.events ORDER BY key;
 DELETE FROM outbox.events;
 SELECT outbox.discard_dead_letters() AS none_left;
 
