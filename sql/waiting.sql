@@ -60,6 +60,7 @@ SELECT outbox.discard_dead_letters() AS none_left;
 CREATE ROLE app_admin LOGIN IN ROLE outbox_admin;
 SET ROLE app_pub;
 SELECT outbox.discard_dead_letters();
+SELECT outbox._release_waiting();
 RESET ROLE;
 SET ROLE app_admin;
 SELECT outbox.discard_dead_letters() AS admin_may;

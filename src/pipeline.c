@@ -150,6 +150,7 @@ struct RelayBatch
 	TransactionId last_xmin;	/* of the last row added */
 	int			outstanding;	/* produced, delivery report not yet served */
 	bool		waiting;		/* read from the waiting events, not the cursor */
+	uint64		waiting_epoch;	/* waiting_epoch when it was read */
 	int64		from;			/* the read started above this id */
 	int64		last_seen;		/* the last id the read looked at */
 	int			seen;			/* rows it looked at, waiting ones included */
@@ -189,6 +190,14 @@ static bool waiting_wanted = true;
 static TimestampTz waiting_due_at = 0;
 static TimestampTz waiting_read_at = 0;
 static int	last_policy = -1;
+
+/*
+ * Counts what may let waiting events go (a batch of them recorded, a key
+ * released, the policy changed): a batch that parked events behind their
+ * key asks for a read of waiting events only if one of those happened
+ * since it was read, since until then what they wait behind still waits.
+ */
+static uint64 waiting_epoch = 0;
 
 /* keys of the events parked in flight: hash -> how many */
 typedef struct ParkedKey
@@ -667,6 +676,7 @@ pipeline_read(RelayBatch *b, int64 from, bool waiting)
 	b->bytes = 0;
 	b->outstanding = 0;
 	b->waiting = waiting;
+	b->waiting_epoch = waiting_epoch;
 	b->from = from;
 	b->last_seen = from;
 	b->commit_lsn = InvalidXLogRecPtr;
@@ -841,15 +851,21 @@ pipeline_record(RelayBatch *b)
 	outbox_work_end();
 
 	/*
-	 * Events now wait (retried, parked), or waiting ones went (delivered,
-	 * dead-lettered): a read of waiting events may find some due.  A retry
-	 * comes due at the earliest after half the shortest backoff.
+	 * Waiting events went (delivered, dead-lettered): others may go now.
+	 * Events now wait (retried, parked); a retry comes due at the earliest
+	 * after half the shortest backoff, and parked events wait behind what
+	 * still waits, unless that may have gone since the read (see
+	 * waiting_epoch).
 	 */
-	if (nbad > 0 || npark > 0 || b->waiting)
+	if (b->waiting)
 	{
-		waiting_exist = true;
 		waiting_wanted = true;
+		waiting_epoch++;
 	}
+	if (nbad > 0 || npark > 0)
+		waiting_exist = true;
+	if (npark > 0 && b->waiting_epoch != waiting_epoch)
+		waiting_wanted = true;
 	if (nbad > 0)
 	{
 		TimestampTz retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -1027,11 +1043,15 @@ outbox_pipeline_pass(OutboxProducer *producer, bool hold, bool woken)
 
 	/* when waiting events may have come due */
 	if (outbox_slot_take_release(pipeline_slot))
+	{
 		waiting_wanted = true;
+		waiting_epoch++;
+	}
 	if (outbox_dead_letter_policy != last_policy)
 	{
 		last_policy = outbox_dead_letter_policy;
 		waiting_wanted = true;
+		waiting_epoch++;
 		held_exist = true;
 	}
 	if (waiting_exist && waiting_due_at != 0 && now >= waiting_due_at)
@@ -1125,4 +1145,5 @@ outbox_pipeline_after_error(void)
 	waiting_exist = true;
 	held_exist = true;
 	waiting_wanted = true;
+	waiting_epoch++;
 }

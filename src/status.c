@@ -120,7 +120,7 @@ outbox_status_refresh_in_ms(void)
 /*
  * Count the backlog and the dead letters and publish them, with the
  * delivery rate since the last refresh, in the slot.  cursor is where the
- * relay's reads start: below it only rows waiting for a retry remain, so the
+ * relay's reads start: below it only waiting rows (pipeline.c) remain, so the
  * backlog is what lies above it plus those retries, and the oldest event the
  * first after it or the oldest retry; both found without walking the dead
  * rows below the cursor, which a held-back xmin keeps (a count(*) of the

@@ -126,33 +126,41 @@ def parse_args():
                     help='publish_binary() with this many random bytes per event (see above)')
     ap.add_argument('--relay-memory', type=float, default=0,
                     help="sample the relay's memory every this many s (see above; 0: never)")
+    ap.add_argument('--leave-waiting', action='store_true',
+                    help='events that wait (next_attempt_at set) may stay: count only the others')
     return ap.parse_args()
+
+
+def events_where(a):
+    """The rows of outbox.events the drain waits for."""
+    return ' WHERE next_attempt_at IS NULL' if a.leave_waiting else ''
 
 
 class Prober:
     """Samples how many events are left; records (time, left)."""
 
-    def __init__(self, dsn, kind, t0):
+    def __init__(self, dsn, kind, t0, where=''):
         self.conn = psycopg2.connect(dsn)
         self.conn.autocommit = True
         self.cur = self.conn.cursor()
+        self.where = where
         self.kind = kind
         self.t0 = t0
         self.samples = []
 
     def left(self):
         if self.kind == 'count':
-            self.cur.execute('SELECT count(*) FROM outbox.events')
+            self.cur.execute('SELECT count(*) FROM outbox.events' + self.where)
             n = self.cur.fetchone()[0]
         else:
-            self.cur.execute('SELECT min(id), max(id) FROM outbox.events')
+            self.cur.execute('SELECT min(id), max(id) FROM outbox.events' + self.where)
             lo, hi = self.cur.fetchone()
             n = 0 if lo is None else hi - lo + 1
         self.samples.append((time.monotonic() - self.t0, n))
         return n
 
     def count(self):
-        self.cur.execute('SELECT count(*) FROM outbox.events')
+        self.cur.execute('SELECT count(*) FROM outbox.events' + self.where)
         return self.cur.fetchone()[0]
 
 
@@ -245,7 +253,7 @@ def warm_up(a):
     conn.autocommit = True
     deadline = time.monotonic() + 60
     while True:
-        cur.execute('SELECT count(*) FROM outbox.events')
+        cur.execute('SELECT count(*) FROM outbox.events' + events_where(a))
         if cur.fetchone()[0] == 0:
             break
         if time.monotonic() > deadline:
@@ -310,7 +318,7 @@ def measure(a, counter):
         if a.relay_memory:
             memory = MemorySampler(a.dsn, a.relay_memory)
             memory.start()
-        prober = Prober(a.dsn, a.probe, 0)
+        prober = Prober(a.dsn, a.probe, 0, events_where(a))
         t0 = time.monotonic()
         prober.t0 = t0
         if a.mode == 'paused':
@@ -329,7 +337,7 @@ def measure(a, counter):
                 f.write('BEGIN;\n')
                 f.write(publish_sql(a.topic, lo, lo + a.tx_size - 1) + ';\n')
                 f.write('COMMIT;\n')
-        prober = Prober(a.dsn, a.probe, 0)
+        prober = Prober(a.dsn, a.probe, 0, events_where(a))
         t0 = time.monotonic()
         prober.t0 = t0
         proc = subprocess.Popen(a.psql.split() + ['-X', '-q', '-At', '-f', script],

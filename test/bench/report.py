@@ -4,7 +4,7 @@ left in a directory (machine.json, sections.json, drain_single.json,
 drain_fresh.json, drain_small.json, latency_outbox.json, latency_bare.json,
 publish.json, compare_{poll,bare1,bare5,bareb}.json, inbox_calls.json,
 inbox_purge_*.json, sustain_normal.json, xmin_drain.json, xmin_sustain.json,
-xmin_hold.json, memory_{small,big}.json, contract.json, notify.json, and errors_PHASE.txt: the ERROR
+xmin_hold.json, memory_{small,big}.json, contract.json, notify.json, waiting.json, and errors_PHASE.txt: the ERROR
 lines PostgreSQL logged during a phase).  Only the sections listed in
 sections.json are printed and checked (1 and 2 when it is missing).
 Measures nothing itself.
@@ -974,6 +974,42 @@ def report_notify(d, failures, logged):
     note_errors(d, 'notify', 'notifications', logged)
 
 
+def report_waiting(d, failures, logged):
+    r = load(d, 'waiting')
+    print()
+    if r is None:
+        failures.append('the waiting-events section left no result')
+        print('13. Waiting events: no result')
+        return
+    rows = []
+    rates = {'none': [], 'scheduled': []}
+    for run in r['runs']:
+        ok = topic_ok(run['topic_check'], r['events'])
+        if not ok:
+            failures.append('waiting %s, round %d: Kafka did not get every event once'
+                            % (run['side'], run['round']))
+        if run['side'] == 'scheduled' and run['waiting_left'] != r['scheduled']:
+            failures.append('waiting, round %d: scheduled events went before their time' % run['round'])
+        rates[run['side']].append(run['events_per_s'])
+        rows.append([run['side'], run['round'] + 1, fmt(run['events_per_s'], 0),
+                     fmt(run['drain_s'], 2),
+                     fmt(run.get('quiet_scans')) if run['side'] == 'scheduled' else '-',
+                     fmt(run.get('waiting_left')) if run['side'] == 'scheduled' else '-',
+                     'ok' if ok else 'FAILED'])
+    table('13. Waiting events: drain of %s events (one transaction) with none waiting and with %s scheduled an hour ahead'
+          % (fmt(r['events']), fmt(r['scheduled'])),
+          ['waiting', 'round', 'events/s', 'drain s', 'scans in %gs quiet' % r['quiet_seconds'],
+           'still waiting', 'Kafka'],
+          rows)
+    none = sum(rates['none']) / len(rates['none']) if rates['none'] else None
+    sched = sum(rates['scheduled']) / len(rates['scheduled']) if rates['scheduled'] else None
+    print('   Mean drain rate: none %s, scheduled %s events/s; scheduled / none: %s.'
+          % (fmt(none, 0), fmt(sched, 0), ratio(sched, none)))
+    print('   Scheduled: each new event with a key is checked against the waiting ones (an index probe);')
+    print('   none of them may go before its time, and the relay left alone with only them scans nothing.')
+    note_errors(d, 'waiting', 'waiting events', logged)
+
+
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
@@ -1096,6 +1132,8 @@ def main():
         report_contract(d, failures, logged)
     if 12 in sections:
         report_notify(d, failures, logged)
+    if 13 in sections:
+        report_waiting(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))

@@ -131,8 +131,16 @@
 #     listener in the same database reads every notification and must get
 #     each event id exactly once; drain rates and the ratio on/off
 #     (test/bench/notify_cost.py).  About 1 minute.
+# 13. Waiting events: a backlog of BENCH_WAITING_EVENTS events (default
+#     200000) in one transaction drained as in 1 (A), with no event waiting
+#     and with BENCH_WAITING_SCHEDULED events (default 10000) published
+#     with a deliver_at an hour ahead on keys of their own, alternating for
+#     BENCH_WAITING_ROUNDS rounds (default 2); while they wait the relay
+#     checks every new event with a key against them, must deliver none of
+#     them, and (left alone 5 s with only them) must make no scans; drain
+#     rates and the ratio (test/bench/waiting_cost.py).  About 1 minute.
 #
-# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10 11 12"; 4 and 7 take the
+# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10 11 12 13"; 4 and 7 take the
 # relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
 # minutes on 2 CPUs: 9 for 1 to 5, most of it filling and purging the
 # 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
@@ -181,7 +189,7 @@ EVENTS=${BENCH_EVENTS:-1000000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
-SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10 11 12}
+SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10 11 12 13}
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
 PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2 32}
 PUB_BULK=${BENCH_PUBLISH_BULK:-200000}
@@ -205,6 +213,9 @@ PEER_LOAD_CLIENTS=${BENCH_PEER_LOAD_CLIENTS:-4}
 CONTRACT_EVENTS=${BENCH_CONTRACT_EVENTS:-100000}
 NOTIFY_EVENTS=${BENCH_NOTIFY_EVENTS:-200000}
 NOTIFY_ROUNDS=${BENCH_NOTIFY_ROUNDS:-2}
+WAITING_EVENTS=${BENCH_WAITING_EVENTS:-200000}
+WAITING_SCHEDULED=${BENCH_WAITING_SCHEDULED:-10000}
+WAITING_ROUNDS=${BENCH_WAITING_ROUNDS:-2}
 CONTRACT_CALLS=${BENCH_CONTRACT_CALLS:-50000}
 CONTRACT_ROUNDS=${BENCH_CONTRACT_ROUNDS:-4}
 TX_SIZE=100
@@ -604,6 +615,16 @@ log_mark
 timeout 1800 $PY $BENCH_DIR/notify_cost.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
     --events "$NOTIFY_EVENTS" --rounds "$NOTIFY_ROUNDS" --drain "$BENCH_DIR/drain.py" > "$RES/notify.json"
 log_errors notify
+fi
+
+if want 13; then
+step "waiting events: drain of $WAITING_EVENTS events with none waiting and with $WAITING_SCHEDULED scheduled, $WAITING_ROUNDS rounds"
+prepare_phase
+log_mark
+timeout 1800 $PY $BENCH_DIR/waiting_cost.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
+    --events "$WAITING_EVENTS" --scheduled "$WAITING_SCHEDULED" --rounds "$WAITING_ROUNDS" \
+    --drain "$BENCH_DIR/drain.py" > "$RES/waiting.json"
+log_errors waiting
 fi
 
 step "done"
