@@ -53,8 +53,9 @@
  *	  in parked_keys, so that the next read parks that key's events too);
  *	- the read of waiting events (waiting_sql) takes, in id order, the
  *	  due ones with no earlier not-due event of their key and no holding
- *	  dead letter, up to the highest cursor reached (swept), since a new
- *	  event below it has been read, and one above may not have been;
+ *	  dead letter, up to the last id the reads of new events looked at
+ *	  (swept), since every new event below it has been read, and one above
+ *	  may not have been;
  *	- it runs only when one may be due: when the earliest next_attempt_at
  *	  known comes (waiting_due_at, learned from events_due_idx), after the
  *	  relay recorded a retry, a park or the delivery of waiting events, when
@@ -171,8 +172,12 @@ static bool paused = false;
 
 /*
  * Where reads start: every row with an id up to cursor has been handled
- * (delivered, or waiting) and none can still appear; swept is the highest
- * the cursor has been.
+ * (delivered, or waiting) and none can still appear.  swept: every row up
+ * to it that was visible when a read of new events looked has been handled
+ * (a row below it that commits later was concurrent with those above it),
+ * so a waiting event up to swept has no earlier event of its key still to
+ * read.  Unlike the cursor, it is not held back by a transaction that took
+ * an id and stays open.
  */
 static int64 cursor = 0;
 static int64 swept = 0;
@@ -976,7 +981,7 @@ pipeline_read_and_produce(OutboxProducer *producer, bool waiting)
 			return false;
 		}
 		cursor = Max(cursor, Min(b->last_seen, b->final));
-		swept = Max(swept, cursor);
+		swept = Max(swept, b->last_seen);
 		read_wanted = pipeline_full(b);
 		return true;
 	}
@@ -1002,11 +1007,10 @@ pipeline_record_oldest(void)
 	int64		before PG_USED_FOR_ASSERTS_ONLY = cursor;
 
 	pipeline_record(b);
+	if (!b->waiting)
+		swept = Max(swept, b->last_seen);
 	if (!b->waiting && b->from <= cursor)
-	{
 		cursor = Max(cursor, Min(b->last_seen, b->final));
-		swept = Max(swept, cursor);
-	}
 	Assert(cursor >= before);
 	flight[0] = flight[1];
 	flight[1] = NULL;

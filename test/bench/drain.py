@@ -284,7 +284,7 @@ def main():
 def measure(a, counter):
     conn = psycopg2.connect(a.dsn)
     cur = conn.cursor()
-    cur.execute('SELECT count(*) FROM outbox.events')
+    cur.execute('SELECT count(*) FROM outbox.events' + events_where(a))
     if cur.fetchone()[0] != 0:
         print('drain: outbox.events is not empty at start', file=sys.stderr)
         return 1
