@@ -47,7 +47,9 @@
  *	  event with a key against the waiting ones (a probe of
  *	  events_waiting_idx for an earlier one, and of dead_letters_held_idx
  *	  under hold_key: scan.c), but only while some may exist (waiting_exist,
- *	  held_exist), so an outbox with none pays nothing; an event whose key
+ *	  held_exist), so an outbox with none pays nothing, and only for keys
+ *	  a Bloom filter of the waiting keys may hold (waitkeys.c), so a key
+ *	  with nothing waiting pays a hash; an event whose key
  *	  has one waits too ("parked": its next_attempt_at is set to now when
  *	  the batch is recorded; until then the keys parked in flight are kept
  *	  in parked_keys, so that the next read parks that key's events too);
@@ -96,7 +98,6 @@
 #include "pgstat.h"
 #include "storage/lwlock.h"
 #include "utils/array.h"
-#include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -114,6 +115,7 @@
 #include "scan.h"
 #include "spiutil.h"
 #include "status.h"
+#include "waitkeys.h"
 
 #if PG_VERSION_NUM >= 170000
 #define OUTBOX_TRANSAM TransamVariables
@@ -137,7 +139,8 @@ typedef struct RelayEvent
 	int32		partition;		/* where Kafka wrote it, from the report */
 	int64		offset;
 	bool		park;			/* not produced: waits behind its key */
-	uint64		key_hash;		/* of a parked event's topic and key */
+	bool		has_key;
+	uint64		key_hash;		/* of its topic and key (waitkeys.c) */
 	RelayBatch *batch;
 } RelayEvent;
 
@@ -320,6 +323,7 @@ outbox_pipeline_init(MemoryContext parent, OutboxSlot *slot,
 		parked_keys = hash_create("outbox relay parked keys", 64, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	outbox_waitkeys_init(parent);
 }
 
 /*
@@ -435,19 +439,8 @@ pipeline_learn_waiting(void)
 	if (outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY &&
 		outbox_events_forwarding())
 		held_exist = outbox_query_int8(&held_plan, held_sql) > 0;
-}
-
-/* a hash of an event's topic and key, for parked_keys */
-static uint64
-pipeline_key_hash(Datum topic, Datum key)
-{
-	text	   *t = DatumGetTextPP(topic);
-	text	   *k = DatumGetTextPP(key);
-
-	return hash_combine64(hash_bytes_extended((const unsigned char *) VARDATA_ANY(t),
-											  VARSIZE_ANY_EXHDR(t), 0),
-						  hash_bytes_extended((const unsigned char *) VARDATA_ANY(k),
-											  VARSIZE_ANY_EXHDR(k), 1));
+	if (!waiting_exist && !held_exist && nparked_in_flight == 0)
+		outbox_waitkeys_clear();
 }
 
 /*
@@ -502,6 +495,9 @@ pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionI
 	ev->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
 	ev->maybe_persisted = false;
 	ev->park = false;
+	ev->has_key = !nulls[MSG_COL_KEY];
+	ev->key_hash = ev->has_key ?
+		outbox_waitkeys_hash(values[MSG_COL_TOPIC], values[MSG_COL_KEY]) : 0;
 	Assert(b->n == 0 || ev->id > b->events[b->n - 1].id);
 	outbox_message_build(&ev->msg, values, nulls, pipeline_default_source);
 	b->bytes += outbox_message_bytes(&ev->msg);
@@ -521,8 +517,10 @@ pipeline_add_parked(RelayBatch *b, int64 id, uint64 key_hash)
 	ev->batch = b;
 	ev->id = id;
 	ev->park = true;
+	ev->has_key = true;
 	ev->key_hash = key_hash;
 	pipeline_parked_key(key_hash, 1);
+	outbox_waitkeys_add(key_hash);
 }
 
 /* b holds as many events as a batch may, or its read looked at enough rows */
@@ -569,6 +567,8 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 					 "a message's columns are the first columns of outbox.events");
 	if (held_exist && outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY)
 		held_probe = outbox_probe_begin("dead_letters", "dead_letters_held_idx", false);
+	if ((waiting_exist || held_probe != NULL) && !outbox_waitkeys_valid())
+		outbox_waitkeys_load(held_probe != NULL);
 	while (!pipeline_full(b) && outbox_scan_next(scan, &values, &nulls, &xmin))
 	{
 		int64		id = DatumGetInt64(values[EV_ID - 1]);
@@ -578,6 +578,9 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 		if (!nulls[EV_NEXT_ATTEMPT_AT - 1])
 		{
 			pipeline_saw_waiting(DatumGetTimestampTz(values[EV_NEXT_ATTEMPT_AT - 1]));
+			if (!nulls[EV_KEY - 1])
+				outbox_waitkeys_add(outbox_waitkeys_hash(values[EV_TOPIC - 1],
+														 values[EV_KEY - 1]));
 			continue;
 		}
 		/* from the first row once events may wait, even if this read found it */
@@ -592,14 +595,15 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 		if (!nulls[EV_KEY - 1] &&
 			(waiting_probe != NULL || held_probe != NULL || nparked_in_flight > 0))
 		{
-			uint64		hash = pipeline_key_hash(values[EV_TOPIC - 1], values[EV_KEY - 1]);
+			uint64		hash = outbox_waitkeys_hash(values[EV_TOPIC - 1], values[EV_KEY - 1]);
 
 			if ((nparked_in_flight > 0 &&
 				 hash_search(parked_keys, &hash, HASH_FIND, NULL) != NULL) ||
-				(waiting_probe != NULL &&
-				 outbox_probe(waiting_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], id)) ||
-				(held_probe != NULL &&
-				 outbox_probe(held_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], 0)))
+				(outbox_waitkeys_may_have(hash) &&
+				 ((waiting_probe != NULL &&
+				   outbox_probe(waiting_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], id)) ||
+				  (held_probe != NULL &&
+				   outbox_probe(held_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], 0)))))
 			{
 				pipeline_add_parked(b, id, hash);
 				continue;
@@ -778,6 +782,9 @@ pipeline_record(RelayBatch *b)
 			ok_ids[nok++] = Int64GetDatum(ev->id);
 		else
 		{
+			/* retried or dead-lettered: its key may now wait or be held */
+			if (ev->has_key)
+				outbox_waitkeys_add(ev->key_hash);
 			bad_ids[nbad] = Int64GetDatum(ev->id);
 			codes[nbad] = CStringGetTextDatum(rd_kafka_err2name(ev->err));
 			messages[nbad] = CStringGetTextDatum(rd_kafka_err2str(ev->err));
@@ -1057,6 +1064,7 @@ outbox_pipeline_pass(OutboxProducer *producer, bool hold, bool woken)
 		waiting_wanted = true;
 		waiting_epoch++;
 		held_exist = true;
+		outbox_waitkeys_forget();
 	}
 	if (waiting_exist && waiting_due_at != 0 && now >= waiting_due_at)
 	{
@@ -1150,4 +1158,5 @@ outbox_pipeline_after_error(void)
 	held_exist = true;
 	waiting_wanted = true;
 	waiting_epoch++;
+	outbox_waitkeys_forget();
 }

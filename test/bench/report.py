@@ -1005,8 +1005,9 @@ def report_waiting(d, failures, logged):
     sched = sum(rates['scheduled']) / len(rates['scheduled']) if rates['scheduled'] else None
     print('   Mean drain rate: none %s, scheduled %s events/s; scheduled / none: %s.'
           % (fmt(none, 0), fmt(sched, 0), ratio(sched, none)))
-    print('   Scheduled: each new event with a key is checked against the waiting ones (an index probe);')
-    print('   none of them may go before its time, and the relay left alone with only them scans nothing.')
+    print('   Scheduled: each new event with a key is checked against the waiting ones (a Bloom filter of')
+    print('   their keys, an index probe when it says maybe); none of them may go before its time.  Left')
+    print('   alone with only them, the relay reads nothing but its once-per-outbox.poll_interval safety read.')
     note_errors(d, 'waiting', 'waiting events', logged)
 
 
