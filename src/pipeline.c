@@ -561,7 +561,7 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 	Datum	   *values;
 	bool	   *nulls;
 	TransactionId xmin;
-	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+	MemoryContext old;
 
 	StaticAssertStmt(MSG_COL_ID == EV_ID - 1 && MSG_COL_CREATED_AT == EV_CREATED_AT - 1,
 					 "a message's columns are the first columns of outbox.events");
@@ -569,6 +569,8 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 		held_probe = outbox_probe_begin("dead_letters", "dead_letters_held_idx", false);
 	if ((waiting_exist || held_probe != NULL) && !outbox_waitkeys_valid())
 		outbox_waitkeys_load(held_probe != NULL);
+	/* after the load, which runs SPI: the messages go in the batch's memory */
+	old = MemoryContextSwitchTo(b->cxt);
 	while (!pipeline_full(b) && outbox_scan_next(scan, &values, &nulls, &xmin))
 	{
 		int64		id = DatumGetInt64(values[EV_ID - 1]);

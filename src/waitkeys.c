@@ -112,11 +112,13 @@ outbox_waitkeys_valid(void)
 
 /*
  * Fill the filter from the tables: the keys of the waiting events, and with
- * holds, those of the dead letters that hold their key.  In a unit of work.
+ * holds, those of the dead letters that hold their key.  In a unit of work;
+ * the caller's memory context is current again afterwards.
  */
 void
 outbox_waitkeys_load(bool holds)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	SPIPlanPtr	plan;
 	Portal		portal;
 	int64		n;
@@ -157,6 +159,8 @@ outbox_waitkeys_load(bool holds)
 	}
 	SPI_cursor_close(portal);
 	valid = true;
+	/* SPI leaves its own context current */
+	MemoryContextSwitchTo(caller);
 }
 
 /*
