@@ -1007,7 +1007,8 @@ def report_waiting(d, failures, logged):
           % (fmt(none, 0), fmt(sched, 0), ratio(sched, none)))
     print('   Scheduled: each new event with a key is checked against the waiting ones (a Bloom filter of')
     print('   their keys, an index probe when it says maybe); none of them may go before its time.  Left')
-    print('   alone with only them, the relay reads nothing but its once-per-outbox.poll_interval safety read.')
+    print('   alone with only them, the relay reads only at its once-per-outbox.poll_interval safety read')
+    print('   (that read, what it learns, and the statistics refresh after it: about ten scans).')
     note_errors(d, 'waiting', 'waiting events', logged)
 
 
