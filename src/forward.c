@@ -26,7 +26,10 @@
  * topic recorded when they failed.  Dead letters made while the suffix was
  * empty are never forwarded.  The relay looks for forwards when it starts,
  * after recording new dead letters, and when the earliest next_forward_at
- * comes (outbox_forward_due_in_ms); never once per commit.
+ * comes (outbox_forward_due_in_ms), and once per outbox.poll_interval (for
+ * rows it did not make itself); never once per commit, except while the
+ * relay is paused, when each wake-up looks whether it was resumed, as the
+ * pipeline does.  A paused relay forwards nothing.
  *
  * After an ERROR in the relay the batch in flight is kept, as the
  * pipeline's are: its reports still come, and an outcome that could not be
@@ -50,6 +53,7 @@
 #include "message.h"
 #include "outbox.h"
 #include "spiutil.h"
+#include "status.h"
 
 /* One dead letter being forwarded */
 typedef struct ForwardLetter
@@ -66,9 +70,14 @@ static ForwardLetter *letters = NULL;
 static int	nletters = 0;		/* in the batch; 0: none in flight */
 static int	outstanding = 0;	/* produced, report not yet served */
 
-/* a read may find something; when not, the earliest retry (0: none known) */
+/*
+ * a read may find something; when not, the earliest retry (0: none known);
+ * when the last read was; whether it found the relay paused
+ */
 static bool forward_wanted = true;
 static TimestampTz forward_due_at = 0;
+static TimestampTz forward_read_at = 0;
+static bool forward_paused = false;
 
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
@@ -163,6 +172,14 @@ forward_read(void)
 	letters = NULL;
 	nletters = 0;
 	outbox_work_begin("reading dead letters to forward");
+	forward_read_at = GetCurrentTimestamp();
+	/* a paused relay produces nothing: resume_relay() wakes it */
+	forward_paused = outbox_status_paused();
+	if (forward_paused)
+	{
+		outbox_work_end();
+		return;
+	}
 	if (!forward_schema_ready())
 	{
 		forward_wanted = false;
@@ -333,7 +350,11 @@ outbox_forward_pass(OutboxProducer *producer, bool hold)
 	}
 	if (hold || outbox_dead_letter_topic_suffix[0] == '\0')
 		return OUTBOX_PASS_IDLE;
-	if (!forward_wanted &&
+	/* once per outbox.poll_interval in any case, for rows not made here */
+	if (TimestampDifferenceExceeds(forward_read_at, GetCurrentTimestamp(),
+								   outbox_poll_interval))
+		forward_wanted = true;
+	if (!forward_wanted && !forward_paused &&
 		(forward_due_at == 0 || GetCurrentTimestamp() < forward_due_at))
 		return OUTBOX_PASS_IDLE;
 	forward_read();
@@ -371,7 +392,7 @@ outbox_forward_due_in_ms(void)
 	long		secs;
 	int			usecs;
 
-	if (outbox_dead_letter_topic_suffix[0] == '\0' || nletters > 0)
+	if (outbox_dead_letter_topic_suffix[0] == '\0' || nletters > 0 || forward_paused)
 		return -1;
 	if (forward_wanted)
 		return 0;

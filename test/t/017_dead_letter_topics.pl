@@ -11,6 +11,7 @@ use warnings FATAL => 'all';
 
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use OutboxTest;
 
 my $broker = start_broker(1);
@@ -20,6 +21,7 @@ outbox.dead_letter_topic_suffix = '.dlq'
 outbox.retry_backoff_min = 200
 outbox.retry_backoff_max = 1000
 outbox.kafka_properties = 'topic.metadata.propagation.max.ms=1000;message.timeout.ms=3000'
+outbox.poll_interval = '1s'
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION outbox');
@@ -96,6 +98,23 @@ is(broker_cmd($broker, 'topic_error stock.dlq 0'), 'ok', 'stock.dlq created');
 ok($node->poll_query_until('postgres', qq{SELECT forwarded_at IS NOT NULL FROM outbox.dead_letters WHERE event_id = '$sid'}),
 	'forwarded once the topic exists');
 is(scalar(@{ kcat_read($broker->{bootstrap}, 'stock.dlq') }), 1, 'stock.dlq holds it once');
+
+# a paused relay forwards nothing; a row it did not make itself is found
+# within outbox.poll_interval
+$node->safe_psql('postgres', q{
+SELECT outbox.pause_relay();
+INSERT INTO outbox.dead_letters (event_id, topic, key, payload, content_type, created_at, attempts,
+                                 error_code, error, forward_topic)
+VALUES ('01890a5d-ac96-774b-bcce-00000000dead', 'manual', 'm1', '\x7b7d', 'application/json', now(), 1,
+        'MSG_SIZE_TOO_LARGE', 'Broker: Message size too large', 'manual.dlq');
+});
+usleep(3_000_000);
+is($node->safe_psql('postgres', q{SELECT forwarded_at IS NULL FROM outbox.dead_letters WHERE event_id = '01890a5d-ac96-774b-bcce-00000000dead'}),
+	't', 'paused: not forwarded');
+$node->safe_psql('postgres', 'SELECT outbox.resume_relay()');
+ok($node->poll_query_until('postgres', q{SELECT forwarded_at IS NOT NULL FROM outbox.dead_letters WHERE event_id = '01890a5d-ac96-774b-bcce-00000000dead'}),
+	'resumed: forwarded');
+is(scalar(@{ kcat_read($broker->{bootstrap}, 'manual.dlq') }), 1, 'manual.dlq holds it once');
 
 # a replayed dead letter that fails again is a dead letter again, but is
 # not forwarded a second time
