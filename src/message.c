@@ -424,7 +424,7 @@ outbox_message_to_dead_letter_topic(OutboxMessage *msg, const char *dlq_topic,
 	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "attempts", s, strlen(s));
 	s = message_rfc3339(failed_at);
 	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "failed-at", s, strlen(s));
-	/* the topic as the original record had it (already UTF-8-safe ASCII or not) */
+	/* the topic the original record went to */
 	len = strlen(msg->topic);
 	message_add_header(msg, OUTBOX_RESERVED_HEADER_PREFIX "original-topic",
 					   message_utf8(msg->topic, &len), len);

@@ -71,6 +71,24 @@ for my $k (0 .. 4)
 	is(values_of($msgs, "key-$k"), join(',', @expected), "key-$k in publish order");
 }
 
+# a relay that restarts while events wait learns them again from the table
+$node->safe_psql('postgres', q{
+SELECT outbox.publish('restart', '"r-first"', key => 'r', deliver_at => now() + interval '4 seconds');
+SELECT outbox.publish('restart', '"r-second"', key => 'r');
+});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM outbox.events WHERE topic = 'restart' AND next_attempt_at IS NOT NULL}),
+	'both wait (the second parked behind the first)');
+my $old_pid = $node->safe_psql('postgres', q{SELECT pid FROM outbox.stats WHERE datname = 'postgres'});
+$node->safe_psql('postgres', qq{SELECT pg_terminate_backend($old_pid)});
+ok($node->poll_query_until('postgres', qq{SELECT pid IS NOT NULL AND pid <> $old_pid FROM outbox.stats WHERE datname = 'postgres'}),
+	'the relay was started again');
+$node->safe_psql('postgres', q{SELECT outbox.publish('restart', '"other"', key => 'o')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM outbox.events WHERE topic = 'restart'}),
+	'another key goes at once after the restart');
+ok(wait_drained($node), 'the waiting ones go at their time');
+is(values_of(python_read($broker->{bootstrap}, 'restart', 3), 'r'), '"r-first","r-second"',
+	'in key order, once each');
+
 # while events only wait, the relay reads nothing
 $node->safe_psql('postgres', q{
 SELECT outbox.publish('far', '{}', key => 'f', deliver_at => now() + interval '1 hour') FROM generate_series(1, 100);
