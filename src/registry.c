@@ -59,6 +59,7 @@
 #include "message.h"
 #include "outbox.h"
 #include "registry.h"
+#include "spiutil.h"
 
 /* Columns of outbox.event_types, as created by the 1.1--1.2 script */
 enum
@@ -417,39 +418,6 @@ outbox_registry_successor(const char *name)
  * ---------------------------------------------------------------------
  */
 
-/*
- * Run the registry's SQL as the table's owner with a pinned search_path:
- * the caller holds only EXECUTE on the function, and whatever the caller
- * set (search_path, operators of its own) must not reach statements that
- * run with the owner's rights.  Returns the GUC nest level to pass to
- * registry_as_caller().
- */
-static int
-registry_as_owner(Relation rel, Oid *save_user, int *save_sec)
-{
-	int			nest;
-
-	GetUserIdAndSecContext(save_user, save_sec);
-	SetUserIdAndSecContext(rel->rd_rel->relowner,
-						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	return nest;
-}
-
-static void
-registry_as_caller(int nest, Oid save_user, int save_sec)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, nest);
-	SetUserIdAndSecContext(save_user, save_sec);
-}
-
 /* A text argument that must be given: non-empty and not too long */
 static char *
 registry_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
@@ -733,7 +701,7 @@ outbox_register_event_type(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table outbox.event_types does not exist"),
 				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
-	nest = registry_as_owner(rel, &save_user, &save_sec);
+	nest = outbox_as_owner(rel->rd_rel->relowner, &save_user, &save_sec);
 
 	if (derived_from != NULL)
 	{
@@ -805,7 +773,7 @@ outbox_register_event_type(PG_FUNCTION_ARGS)
 	registry_touch_sources(old ? SPI_getvalue(old, desc, ET_DERIVED_FROM) : NULL,
 						   derived_from);
 
-	registry_as_caller(nest, save_user, save_sec);
+	outbox_as_caller(nest, save_user, save_sec);
 	table_close(rel, NoLock);
 	PG_RETURN_VOID();
 }
@@ -828,7 +796,7 @@ outbox_drop_event_type(PG_FUNCTION_ARGS)
 
 	if (rel == NULL)
 		PG_RETURN_BOOL(false);
-	nest = registry_as_owner(rel, &save_user, &save_sec);
+	nest = outbox_as_owner(rel->rd_rel->relowner, &save_user, &save_sec);
 	if ((other = registry_first_derived(name)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -844,7 +812,7 @@ outbox_drop_event_type(PG_FUNCTION_ARGS)
 	if (dropped)
 		registry_touch_sources(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
 							   NULL);
-	registry_as_caller(nest, save_user, save_sec);
+	outbox_as_caller(nest, save_user, save_sec);
 	table_close(rel, NoLock);
 	PG_RETURN_BOOL(dropped);
 }

@@ -21,8 +21,10 @@
 
 #include "access/xact.h"
 #include "commands/extension.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -119,4 +121,39 @@ outbox_work_end(void)
 	/* table statistics, so autovacuum learns of the rows the relay deleted */
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Run SQL as owner (the owner of the extension's table it writes) with a
+ * pinned search_path, with SPI connected: for SQL-callable functions whose
+ * callers hold only EXECUTE, so that whatever the caller set (search_path,
+ * operators of its own) never reaches statements run with the owner's
+ * rights.  Returns the GUC nest level to pass to outbox_as_caller().
+ */
+int
+outbox_as_owner(Oid owner, Oid *save_user, int *save_sec)
+{
+	int			nest;
+
+	GetUserIdAndSecContext(save_user, save_sec);
+	SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	return nest;
+}
+
+/*
+ * Back to the caller after outbox_as_owner().
+ */
+void
+outbox_as_caller(int nest, Oid save_user, int save_sec)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	SetUserIdAndSecContext(save_user, save_sec);
 }

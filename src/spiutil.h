@@ -2,8 +2,8 @@
  *
  * spiutil.h
  *	  SPI plumbing shared by the parts of outbox: plans prepared once and
- *	  kept, and the relay's unit of work (a transaction with SPI connected
- *	  and a snapshot pushed).
+ *	  kept, the relay's unit of work (a transaction with SPI connected and a
+ *	  snapshot pushed), and running SQL as a table's owner.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,5 +29,7 @@ extern SPIPlanPtr outbox_plan(SPIPlanPtr *plan, const char *sql, int nargs,
 extern int64 outbox_query_int8(SPIPlanPtr *plan, const char *sql);
 extern void outbox_work_begin(const char *activity);
 extern void outbox_work_end(void);
+extern int	outbox_as_owner(Oid owner, Oid *save_user, int *save_sec);
+extern void outbox_as_caller(int nest, Oid save_user, int save_sec);
 
 #endif							/* OUTBOX_SPIUTIL_H */
