@@ -396,3 +396,116 @@ COMMENT ON VIEW @extschema@.stats IS
 REVOKE ALL ON FUNCTION @extschema@.relay_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.relay_stats() TO pg_monitor;
 GRANT SELECT ON @extschema@.stats TO pg_monitor;
+
+-- Consuming into the database (issue 15, in progress) ---------------------------
+--
+-- A subscription names Kafka topics and a handler, a function
+-- (outbox.message) RETURNS void that the consumer applies each message with,
+-- running as the role that subscribed.  This part records and checks
+-- subscriptions; the workers that consume them come next.
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'outbox_subscriber') THEN
+        CREATE ROLE outbox_subscriber NOLOGIN;
+    END IF;
+END
+$roles$;
+GRANT USAGE ON SCHEMA @extschema@ TO outbox_subscriber;
+
+-- What a handler gets: one Kafka record
+CREATE TYPE @extschema@.message AS (
+    topic      text,
+    partition  integer,
+    "offset"   bigint,
+    key        text,
+    payload    jsonb,
+    value      bytea,
+    headers    jsonb,
+    event_id   text,
+    event_type text,
+    time       timestamptz
+);
+COMMENT ON TYPE @extschema@.message IS
+    'A Kafka record as a subscription''s handler gets it: payload is the value as jsonb when it is JSON, event_id ce_id, event_type ce_type, time ce_time or the record timestamp';
+
+CREATE TABLE @extschema@.subscriptions (
+    consumer        text COLLATE "C" NOT NULL,
+    group_id        text COLLATE "C" NOT NULL,
+    topics          text[] NOT NULL,
+    handler         regprocedure NOT NULL,
+    run_as          oid NOT NULL,
+    start_from      text NOT NULL,
+    batch_size      integer NOT NULL,
+    max_attempts    integer NOT NULL,
+    backoff_min     interval NOT NULL,
+    backoff_max     interval NOT NULL,
+    paused          boolean NOT NULL DEFAULT false,
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    CONSTRAINT subscriptions_pkey PRIMARY KEY (consumer),
+    CONSTRAINT subscriptions_start_from CHECK (start_from IN ('earliest', 'latest')),
+    CONSTRAINT subscriptions_batch_size CHECK (batch_size BETWEEN 1 AND 10000),
+    CONSTRAINT subscriptions_max_attempts CHECK (max_attempts >= 1),
+    CONSTRAINT subscriptions_backoff CHECK (backoff_min > interval '0' AND backoff_max >= backoff_min)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.subscriptions', '');
+COMMENT ON TABLE @extschema@.subscriptions IS
+    'Kafka topics consumed into this database, each message applied by a handler (outbox.subscribe)';
+COMMENT ON COLUMN @extschema@.subscriptions.consumer IS 'The subscription''s name, and its name in the inbox';
+COMMENT ON COLUMN @extschema@.subscriptions.group_id IS 'Kafka consumer group (default: the consumer name)';
+COMMENT ON COLUMN @extschema@.subscriptions.handler IS 'Function (outbox.message) RETURNS void applying each message';
+COMMENT ON COLUMN @extschema@.subscriptions.run_as IS 'The role that subscribed: the handler runs as it';
+COMMENT ON COLUMN @extschema@.subscriptions.start_from IS 'Where a group with no stored offset starts: earliest or latest';
+COMMENT ON COLUMN @extschema@.subscriptions.batch_size IS 'Messages applied per transaction, each in a savepoint';
+COMMENT ON COLUMN @extschema@.subscriptions.max_attempts IS 'Handler attempts before a message becomes a consumer dead letter';
+COMMENT ON COLUMN @extschema@.subscriptions.backoff_min IS 'Wait after the first failed attempt, doubling up to backoff_max';
+COMMENT ON COLUMN @extschema@.subscriptions.paused IS 'Paused by outbox.pause_consumer()';
+REVOKE ALL ON @extschema@.subscriptions FROM PUBLIC;
+GRANT SELECT ON @extschema@.subscriptions TO outbox_subscriber, outbox_admin;
+
+CREATE FUNCTION @extschema@.subscribe(
+    consumer     text,
+    topics       text[],
+    handler      regprocedure,
+    group_id     text DEFAULT NULL,
+    start_from   text DEFAULT 'earliest',
+    batch_size   integer DEFAULT 100,
+    max_attempts integer DEFAULT 5,
+    backoff_min  interval DEFAULT '100 milliseconds',
+    backoff_max  interval DEFAULT '30 seconds')
+RETURNS void
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_subscribe';
+COMMENT ON FUNCTION @extschema@.subscribe(text, text[], regprocedure, text, text, integer, integer, interval, interval) IS
+    'Consume topics into this database: each message applied once by handler, as the calling role; subscribing again changes the subscription';
+
+CREATE FUNCTION @extschema@.unsubscribe(consumer text)
+RETURNS boolean
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_unsubscribe';
+COMMENT ON FUNCTION @extschema@.unsubscribe(text) IS
+    'Stop consuming for a subscription and remove it (its stored offsets stay); false when there was none';
+
+CREATE FUNCTION @extschema@.pause_consumer(consumer text)
+RETURNS boolean
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_pause_consumer';
+COMMENT ON FUNCTION @extschema@.pause_consumer(text) IS
+    'Stop applying messages for a subscription until resume_consumer(); false when already paused';
+
+CREATE FUNCTION @extschema@.resume_consumer(consumer text)
+RETURNS boolean
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_resume_consumer';
+COMMENT ON FUNCTION @extschema@.resume_consumer(text) IS
+    'Apply messages for a paused subscription again; false when it was not paused';
+
+REVOKE ALL ON FUNCTION @extschema@.subscribe(text, text[], regprocedure, text, text, integer, integer, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.unsubscribe(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.pause_consumer(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.resume_consumer(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.subscribe(text, text[], regprocedure, text, text, integer, integer, interval, interval) TO outbox_subscriber;
+GRANT EXECUTE ON FUNCTION @extschema@.unsubscribe(text) TO outbox_subscriber;
+GRANT EXECUTE ON FUNCTION @extschema@.pause_consumer(text) TO outbox_subscriber;
+GRANT EXECUTE ON FUNCTION @extschema@.resume_consumer(text) TO outbox_subscriber;

@@ -41,8 +41,7 @@
 #include "outbox.h"
 #include "spiutil.h"
 
-/* Longest consumer name and text event id receive() accepts */
-#define OUTBOX_MAX_CONSUMER_LEN 200
+/* Longest text event id receive() accepts */
 #define OUTBOX_MAX_EVENT_ID_LEN 1024
 
 static SPIPlanPtr receive_plan = NULL;

@@ -63,6 +63,9 @@ typedef enum OutboxDeadLetterPolicy
 	OUTBOX_DEAD_LETTER_HOLD_KEY
 } OutboxDeadLetterPolicy;
 
+/* Longest consumer name (receive(), subscribe()) */
+#define OUTBOX_MAX_CONSUMER_LEN 200
+
 /* Longest outbox.dead_letter_topic_suffix: a topic of a name or two more */
 #define OUTBOX_MAX_DLQ_SUFFIX_LEN 64
 

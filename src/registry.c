@@ -60,6 +60,7 @@
 #include "outbox.h"
 #include "registry.h"
 #include "spiutil.h"
+#include "userfunc.h"
 
 /* Columns of outbox.event_types, as created by the 1.1--1.2 script */
 enum
@@ -418,27 +419,11 @@ outbox_registry_successor(const char *name)
  * ---------------------------------------------------------------------
  */
 
-/* A text argument that must be given: non-empty and not too long */
+/* A name argument: given, not empty, not too long */
 static char *
 registry_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
-	text	   *t;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", argname)));
-	t = PG_GETARG_TEXT_PP(argno);
-	if (VARSIZE_ANY_EXHDR(t) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", argname)));
-	if (VARSIZE_ANY_EXHDR(t) > REGISTRY_MAX_NAME)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is too long", argname),
-				 errdetail("It may have at most %d bytes.", REGISTRY_MAX_NAME)));
-	return text_to_cstring(t);
+	return text_to_cstring(outbox_text_arg(fcinfo, argno, argname, REGISTRY_MAX_NAME));
 }
 
 /*
@@ -448,27 +433,9 @@ registry_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 static void
 registry_check_derive_with(Oid fn)
 {
-	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-	Form_pg_proc proc;
-	AclResult	aclresult;
-
-	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function with OID %u does not exist", fn)));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	if (proc->prokind != PROKIND_FUNCTION || proc->proretset ||
-		proc->pronargs != 1 || proc->proargtypes.values[0] != JSONBOID ||
-		proc->prorettype != JSONBOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("derive_with must be a function (jsonb) RETURNS jsonb"),
-				 errdetail("%s is not.", format_procedure(fn)),
-				 errhint("It receives the payload of the source event type and returns the payload of the derived one.")));
-	ReleaseSysCache(tup);
-	aclresult = outbox_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, get_func_name(fn));
+	(void) outbox_check_user_function(fn, JSONBOID, JSONBOID,
+									  "derive_with must be a function (jsonb) RETURNS jsonb",
+									  "It receives the payload of the source event type and returns the payload of the derived one.");
 }
 
 /* The event type in the next version, for hints */

@@ -69,9 +69,32 @@ is($m->{headers}{'x-outbox-failed-at'}, $failed_at, 'x-outbox-failed-at: failed_
 is($m->{headers}{'x-outbox-original-topic'}, 'orders', 'x-outbox-original-topic');
 is($code, 'MSG_SIZE_TOO_LARGE', 'the row has the same error');
 
-# a dead-letter topic the broker refuses: the row stays and is retried
-is(broker_cmd($broker, 'topic_error payments.dlq 29'), 'ok', 'payments.dlq refused (TOPIC_AUTHORIZATION_FAILED)');
-my $pid = poison('payments', 'p1', '{"amount": 5}', '{}');
+# a dead-letter topic the broker refuses: the row stays and is retried.
+# librdkafka 2.8.0 (Debian 13) crashes on a Metadata answer that refuses a
+# topic (TOPIC_AUTHORIZATION_FAILED), in its own thread, whoever produces
+# (kcat too; librdkafka issue 4907): there the refusal is an outage instead,
+# all brokers down while the forward waits, which is retried the same way.
+my ($kcat_version) = (`kcat -V 2>&1` =~ /librdkafka ([0-9]+\.[0-9.]+)/);
+my @v = split /\./, ($kcat_version // '0');
+my $refusal_crashes = ($v[0] // 0) > 2 || (($v[0] // 0) == 2 && ($v[1] // 0) >= 6);
+note('librdkafka ' . ($kcat_version // '?') . ': ' . ($refusal_crashes ? 'refusal shown as an outage' : 'refusal by the broker'));
+my $pid;
+if ($refusal_crashes)
+{
+	# the dead letter is made by hand, found within outbox.poll_interval
+	is(broker_cmd($broker, 'down all'), 'ok', 'the brokers go down');
+	$pid = $node->safe_psql('postgres', q{
+INSERT INTO outbox.dead_letters (event_id, topic, key, payload, content_type, created_at, attempts,
+                                 error_code, error, forward_topic)
+VALUES (gen_random_uuid(), 'payments', 'p1', '\x7b22616d6f756e74223a20357d', 'application/json', now(), 1,
+        'MSG_SIZE_TOO_LARGE', 'Broker: Message size too large', 'payments.dlq')
+RETURNING event_id});
+}
+else
+{
+	is(broker_cmd($broker, 'topic_error payments.dlq 29'), 'ok', 'payments.dlq refused (TOPIC_AUTHORIZATION_FAILED)');
+	$pid = poison('payments', 'p1', '{"amount": 5}', '{}');
+}
 ok($node->poll_query_until('postgres', qq{
 SELECT forward_attempts >= 2 AND forwarded_at IS NULL AND forward_error IS NOT NULL
   FROM outbox.dead_letters WHERE event_id = '$pid'}), 'refused: the forward is retried, the row kept');
@@ -79,7 +102,14 @@ SELECT forward_attempts >= 2 AND forwarded_at IS NULL AND forward_error IS NOT N
 note('forward_error: ' . $node->safe_psql('postgres', qq{SELECT forward_error FROM outbox.dead_letters WHERE event_id = '$pid'}));
 is($node->safe_psql('postgres', qq{SELECT next_forward_at > failed_at FROM outbox.dead_letters WHERE event_id = '$pid'}),
 	't', 'the next attempt is scheduled');
-is(broker_cmd($broker, 'topic_error payments.dlq 0'), 'ok', 'payments.dlq allowed again');
+if ($refusal_crashes)
+{
+	is(broker_cmd($broker, 'up all'), 'ok', 'the brokers are back');
+}
+else
+{
+	is(broker_cmd($broker, 'topic_error payments.dlq 0'), 'ok', 'payments.dlq allowed again');
+}
 ok($node->poll_query_until('postgres', qq{SELECT forwarded_at IS NOT NULL FROM outbox.dead_letters WHERE event_id = '$pid'}),
 	'forwarded once the topic is allowed');
 $msgs = kcat_read($broker->{bootstrap}, 'payments.dlq');

@@ -1,0 +1,348 @@
+/*-------------------------------------------------------------------------
+ *
+ * subscriptions.c
+ *	  Subscriptions: Kafka topics consumed into the database, each message
+ *	  applied by a handler.  outbox.subscribe(), unsubscribe(),
+ *	  pause_consumer() and resume_consumer() check what they are given and
+ *	  write outbox.subscriptions.
+ *
+ * Who may: the functions are granted to outbox_subscriber (and the
+ * extension's owner has them).  A subscription belongs to the role that made
+ * it (run_as): the handler will run as that role, never as the worker, so
+ * only a role with its privileges may change, pause or remove it.  The
+ * handler must be a function (outbox.message) RETURNS void that the caller
+ * may execute, owned by a role that may subscribe itself: a function of
+ * someone without that right is not applied to every message in their
+ * stead.  Callers hold no privilege on the table: the row is written as the
+ * table's owner with search_path pinned (spiutil.c), under a SHARE ROW
+ * EXCLUSIVE lock so that two calls for one consumer go one after the other.
+ *
+ * Consuming (the workers that read the subscriptions) is still to come:
+ * issue 15 lands in slices, and this is the first.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "outbox.h"
+#include "spiutil.h"
+#include "userfunc.h"
+
+/* Longest group id */
+#define SUBSCRIPTION_MAX_GROUP_ID 255
+/* Most topics one subscription names */
+#define SUBSCRIPTION_MAX_TOPICS 100
+/* Largest batch_size (the table's check says the same) */
+#define SUBSCRIPTION_MAX_BATCH 10000
+
+PG_FUNCTION_INFO_V1(outbox_subscribe);
+PG_FUNCTION_INFO_V1(outbox_unsubscribe);
+PG_FUNCTION_INFO_V1(outbox_pause_consumer);
+PG_FUNCTION_INFO_V1(outbox_resume_consumer);
+
+/* outbox.subscriptions, locked; an ERROR when the database is at 1.1 */
+static Relation
+subscriptions_open(void)
+{
+	Oid			relid = get_relname_relid("subscriptions", get_namespace_oid("outbox", false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table outbox.subscriptions does not exist"),
+				 errhint("Run ALTER EXTENSION outbox UPDATE.")));
+	return table_open(relid, ShareRowExclusiveLock);
+}
+
+/* topics: a one-dimensional array of legal, distinct topic names */
+static void
+subscription_check_topics(FunctionCallInfo fcinfo)
+{
+	ArrayType  *topics;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int			j;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("topics must not be null")));
+	topics = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(topics) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("topics must be a one-dimensional array")));
+	deconstruct_array(topics, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topics must name at least one topic")));
+	if (n > SUBSCRIPTION_MAX_TOPICS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topics names %d topics", n),
+				 errdetail("A subscription has at most %d.", SUBSCRIPTION_MAX_TOPICS)));
+	for (i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("topics must not contain nulls")));
+		outbox_check_topic(DatumGetTextPP(elems[i]));
+		for (j = 0; j < i; j++)
+			if (DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, elems[i], elems[j])))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("topic \"%s\" is named twice", TextDatumGetCString(elems[i]))));
+	}
+}
+
+/*
+ * The handler: a function (outbox.message) RETURNS void, which the caller
+ * may execute, owned by a role that may subscribe.
+ */
+static void
+subscription_check_handler(Oid fn)
+{
+	Oid			message_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+											   CStringGetDatum("message"),
+											   ObjectIdGetDatum(get_namespace_oid("outbox", false)));
+	Oid			owner = outbox_check_user_function(fn, message_type, VOIDOID,
+												   "handler must be a function (outbox.message) RETURNS void",
+												   "It is called once for each message, in the transaction that stores the message's offset.");
+
+	if (!has_privs_of_role(owner, get_role_oid("outbox_subscriber", false)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("handler %s belongs to role \"%s\", which may not subscribe",
+						format_procedure(fn), GetUserNameFromId(owner, false)),
+				 errhint("Use a function owned by a member of outbox_subscriber.")));
+}
+
+/*
+ * As the table's owner: the role a subscription runs as, or InvalidOid when
+ * there is none.  An ERROR when it is not the caller's to change.
+ */
+static Oid
+subscription_run_as(text *consumer, Oid caller)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {PointerGetDatum(consumer)};
+	bool		isnull;
+	Oid			run_as;
+
+	if (SPI_execute_with_args("SELECT s.run_as FROM outbox.subscriptions s"
+							  " WHERE s.consumer = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read outbox.subscriptions");
+	if (SPI_processed == 0)
+		return InvalidOid;
+	run_as = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											1, &isnull));
+	if (!has_privs_of_role(caller, run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("subscription \"%s\" belongs to role \"%s\"",
+						text_to_cstring(consumer), GetUserNameFromId(run_as, true)),
+				 errdetail("Only a role with that role's privileges may change it.")));
+	return run_as;
+}
+
+/* a positive interval a, and b not below it */
+static void
+subscription_check_backoff(Datum min, Datum max)
+{
+	Interval   *zero = palloc0(sizeof(Interval));
+
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, min, IntervalPGetDatum(zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("backoff_min must be positive")));
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, max, min)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("backoff_max must not be less than backoff_min")));
+}
+
+/*
+ * outbox.subscribe(consumer text, topics text[], handler regprocedure,
+ *					group_id text, start_from text, batch_size integer,
+ *					max_attempts integer, backoff_min interval,
+ *					backoff_max interval) RETURNS void
+ *
+ * Makes a subscription, or changes the caller's: it then runs as the caller.
+ */
+Datum
+outbox_subscribe(PG_FUNCTION_ARGS)
+{
+	text	   *consumer = outbox_text_arg(fcinfo, 0, "consumer", OUTBOX_MAX_CONSUMER_LEN);
+	text	   *group_id;
+	char	   *start_from;
+	int32		batch_size;
+	int32		max_attempts;
+	Oid			caller = GetUserId();
+	Relation	rel;
+	Oid			save_user;
+	int			save_sec;
+	int			nest;
+	Datum		args[10];
+	Oid			argtypes[10] = {TEXTOID, TEXTOID, TEXTARRAYOID, REGPROCEDUREOID, OIDOID,
+	TEXTOID, INT4OID, INT4OID, INTERVALOID, INTERVALOID};
+
+	outbox_require_preload();
+	PreventCommandIfReadOnly("outbox.subscribe()");
+	subscription_check_topics(fcinfo);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("handler must not be null")));
+	subscription_check_handler(PG_GETARG_OID(2));
+	group_id = PG_ARGISNULL(3) ? consumer :
+		outbox_text_arg(fcinfo, 3, "group_id", SUBSCRIPTION_MAX_GROUP_ID);
+	start_from = text_to_cstring(outbox_text_arg(fcinfo, 4, "start_from", 16));
+	if (strcmp(start_from, "earliest") != 0 && strcmp(start_from, "latest") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("start_from must be \"earliest\" or \"latest\""),
+				 errdetail("It says where a group with no stored offset starts reading.")));
+	if (PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7) || PG_ARGISNULL(8))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_size, max_attempts, backoff_min and backoff_max must not be null")));
+	batch_size = PG_GETARG_INT32(5);
+	if (batch_size < 1 || batch_size > SUBSCRIPTION_MAX_BATCH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be between 1 and %d", SUBSCRIPTION_MAX_BATCH)));
+	max_attempts = PG_GETARG_INT32(6);
+	if (max_attempts < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be at least 1")));
+	subscription_check_backoff(PG_GETARG_DATUM(7), PG_GETARG_DATUM(8));
+
+	rel = subscriptions_open();
+	nest = outbox_as_owner(rel->rd_rel->relowner, &save_user, &save_sec);
+	(void) subscription_run_as(consumer, caller);
+	args[0] = PointerGetDatum(consumer);
+	args[1] = PointerGetDatum(group_id);
+	args[2] = PG_GETARG_DATUM(1);
+	args[3] = PG_GETARG_DATUM(2);
+	args[4] = ObjectIdGetDatum(caller);
+	args[5] = CStringGetTextDatum(start_from);
+	args[6] = Int32GetDatum(batch_size);
+	args[7] = Int32GetDatum(max_attempts);
+	args[8] = PG_GETARG_DATUM(7);
+	args[9] = PG_GETARG_DATUM(8);
+	if (SPI_execute_with_args("INSERT INTO outbox.subscriptions AS s"
+							  " (consumer, group_id, topics, handler, run_as, start_from,"
+							  "  batch_size, max_attempts, backoff_min, backoff_max,"
+							  "  created_at, updated_at)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+							  "         pg_catalog.now(), pg_catalog.now())"
+							  " ON CONFLICT (consumer) DO UPDATE"
+							  " SET group_id = EXCLUDED.group_id, topics = EXCLUDED.topics,"
+							  "     handler = EXCLUDED.handler, run_as = EXCLUDED.run_as,"
+							  "     start_from = EXCLUDED.start_from,"
+							  "     batch_size = EXCLUDED.batch_size,"
+							  "     max_attempts = EXCLUDED.max_attempts,"
+							  "     backoff_min = EXCLUDED.backoff_min,"
+							  "     backoff_max = EXCLUDED.backoff_max,"
+							  "     updated_at = pg_catalog.now()",
+							  10, argtypes, args,
+							  NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write outbox.subscriptions");
+	outbox_as_caller(nest, save_user, save_sec);
+	table_close(rel, NoLock);
+	PG_RETURN_VOID();
+}
+
+/*
+ * Run sql on the caller's subscription of that name ($1), as the table's
+ * owner; true when it changed a row, false when there is no such
+ * subscription or nothing to change.
+ */
+static bool
+subscription_change(FunctionCallInfo fcinfo, const char *sql, int expected)
+{
+	text	   *consumer = outbox_text_arg(fcinfo, 0, "consumer", OUTBOX_MAX_CONSUMER_LEN);
+	Relation	rel;
+	Oid			save_user;
+	int			save_sec;
+	int			nest;
+	bool		changed = false;
+
+	outbox_require_preload();
+	PreventCommandIfReadOnly("outbox.unsubscribe(), pause_consumer() or resume_consumer()");
+	rel = subscriptions_open();
+	nest = outbox_as_owner(rel->rd_rel->relowner, &save_user, &save_sec);
+	if (OidIsValid(subscription_run_as(consumer, save_user)))
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		args[1] = {PointerGetDatum(consumer)};
+
+		if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != expected)
+			elog(ERROR, "could not write outbox.subscriptions");
+		changed = SPI_processed > 0;
+	}
+	outbox_as_caller(nest, save_user, save_sec);
+	table_close(rel, NoLock);
+	return changed;
+}
+
+/*
+ * outbox.unsubscribe(consumer text) RETURNS boolean
+ */
+Datum
+outbox_unsubscribe(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(subscription_change(fcinfo,
+									   "DELETE FROM outbox.subscriptions s WHERE s.consumer = $1",
+									   SPI_OK_DELETE));
+}
+
+/*
+ * outbox.pause_consumer(consumer text) RETURNS boolean
+ */
+Datum
+outbox_pause_consumer(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(subscription_change(fcinfo,
+									   "UPDATE outbox.subscriptions s"
+									   " SET paused = true, updated_at = pg_catalog.now()"
+									   " WHERE s.consumer = $1 AND NOT s.paused",
+									   SPI_OK_UPDATE));
+}
+
+/*
+ * outbox.resume_consumer(consumer text) RETURNS boolean
+ */
+Datum
+outbox_resume_consumer(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(subscription_change(fcinfo,
+									   "UPDATE outbox.subscriptions s"
+									   " SET paused = false, updated_at = pg_catalog.now()"
+									   " WHERE s.consumer = $1 AND s.paused",
+									   SPI_OK_UPDATE));
+}
