@@ -40,18 +40,17 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "forward.h"
 #include "message.h"
 #include "outbox.h"
+#include "scan.h"
 #include "spiutil.h"
 #include "status.h"
 
@@ -143,19 +142,6 @@ forward_on_delivery(OutboxDelivery *delivery, rd_kafka_resp_err_t err,
 }
 
 /*
- * True when this database's dead letters have the columns of 1.2.
- */
-static bool
-forward_schema_ready(void)
-{
-	Oid			relid = get_relname_relid("dead_letters",
-										  get_namespace_oid("outbox", false));
-
-	return OidIsValid(relid) &&
-		get_attnum(relid, "forward_topic") != InvalidAttrNumber;
-}
-
-/*
  * Read the next dead letters to forward and build their records, in a unit
  * of work.  Afterwards nletters says how many.
  */
@@ -180,7 +166,7 @@ forward_read(void)
 		outbox_work_end();
 		return;
 	}
-	if (!forward_schema_ready())
+	if (!outbox_schema_at_1_2())
 	{
 		forward_wanted = false;
 		forward_due_at = 0;

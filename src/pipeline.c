@@ -222,7 +222,7 @@ static SPIPlanPtr learn_plan = NULL;
 static SPIPlanPtr held_plan = NULL;
 static SPIPlanPtr park_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
-static SPIPlanPtr fail_dlq_plan = NULL;
+static SPIPlanPtr fail_1_2_plan = NULL;
 
 /*
  * The waiting events that may go now, in id order: due, up to $2 (swept),
@@ -264,7 +264,7 @@ static const char *const park_sql =
  * $5 max attempts, $6 backoff min ms, $7 backoff max ms, $8 the dead-letter
  * topic suffix, $9 whether dead letters hold their key.  Returns
  * (dead-lettered, retried).  A database at 1.2 or later also records where
- * each dead letter is forwarded to (fail_sql_dlq, given to FAIL_SQL):
+ * each dead letter is forwarded to (fail_sql_1_2, given to FAIL_SQL):
  * nowhere when the suffix is empty, and nowhere again for a replayed dead
  * letter that was forwarded before; and whether it holds its key, with its
  * id, which a replay puts it back under.
@@ -295,7 +295,7 @@ static const char *const park_sql =
 "SELECT (SELECT pg_catalog.count(*) FROM moved), (SELECT pg_catalog.count(*) FROM retried)"
 
 static const char *const fail_sql = FAIL_SQL("", "");
-static const char *const fail_sql_dlq =
+static const char *const fail_sql_1_2 =
 FAIL_SQL(", forward_topic, forwarded_at, holds_key, outbox_id",
 		 ", CASE WHEN $8 <> '' THEN e.topic || $8 END, e.forwarded_at,"
 		 " $9 AND e.key IS NOT NULL, e.id");
@@ -437,7 +437,7 @@ pipeline_learn_waiting(void)
 	waiting_due_at = isnull ? 0 : DatumGetTimestampTz(d);
 	held_exist = false;
 	if (outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY &&
-		outbox_events_forwarding())
+		outbox_schema_at_1_2())
 		held_exist = outbox_query_int8(&held_plan, held_sql) > 0;
 	if (!waiting_exist && !held_exist && nparked_in_flight == 0)
 		outbox_waitkeys_clear();
@@ -478,11 +478,21 @@ pipeline_next_event(RelayBatch *b)
 	return &b->events[b->n];
 }
 
+/* the hash of a row's topic and key (waitkeys.c), 0 for a row without a key */
+static uint64
+pipeline_row_key_hash(const Datum *values, const bool *nulls)
+{
+	return nulls[MSG_COL_KEY] ? 0 :
+		outbox_waitkeys_hash(values[MSG_COL_TOPIC], values[MSG_COL_KEY]);
+}
+
 /*
- * Append one row to b, building its message in b's memory.
+ * Append one row to b, building its message in b's memory; key_hash is
+ * pipeline_row_key_hash() of it.
  */
 static void
-pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionId xmin)
+pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionId xmin,
+			 uint64 key_hash)
 {
 	RelayEvent *ev = pipeline_next_event(b);
 
@@ -496,8 +506,7 @@ pipeline_add(RelayBatch *b, const Datum *values, const bool *nulls, TransactionI
 	ev->maybe_persisted = false;
 	ev->park = false;
 	ev->has_key = !nulls[MSG_COL_KEY];
-	ev->key_hash = ev->has_key ?
-		outbox_waitkeys_hash(values[MSG_COL_TOPIC], values[MSG_COL_KEY]) : 0;
+	ev->key_hash = key_hash;
 	Assert(b->n == 0 || ev->id > b->events[b->n - 1].id);
 	outbox_message_build(&ev->msg, values, nulls, pipeline_default_source);
 	b->bytes += outbox_message_bytes(&ev->msg);
@@ -574,6 +583,7 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 	while (!pipeline_full(b) && outbox_scan_next(scan, &values, &nulls, &xmin))
 	{
 		int64		id = DatumGetInt64(values[EV_ID - 1]);
+		uint64		hash = pipeline_row_key_hash(values, nulls);
 
 		b->seen++;
 		b->last_seen = id;
@@ -581,8 +591,7 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 		{
 			pipeline_saw_waiting(DatumGetTimestampTz(values[EV_NEXT_ATTEMPT_AT - 1]));
 			if (!nulls[EV_KEY - 1])
-				outbox_waitkeys_add(outbox_waitkeys_hash(values[EV_TOPIC - 1],
-														 values[EV_KEY - 1]));
+				outbox_waitkeys_add(hash);
 			continue;
 		}
 		/* from the first row once events may wait, even if this read found it */
@@ -595,23 +604,19 @@ pipeline_read_scan(RelayBatch *b, int64 from)
 			waiting_probed = true;
 		}
 		if (!nulls[EV_KEY - 1] &&
-			(waiting_probe != NULL || held_probe != NULL || nparked_in_flight > 0))
+			((nparked_in_flight > 0 &&
+			  hash_search(parked_keys, &hash, HASH_FIND, NULL) != NULL) ||
+			 ((waiting_probe != NULL || held_probe != NULL) &&
+			  outbox_waitkeys_may_have(hash) &&
+			  ((waiting_probe != NULL &&
+				outbox_probe(waiting_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], id)) ||
+			   (held_probe != NULL &&
+				outbox_probe(held_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], 0))))))
 		{
-			uint64		hash = outbox_waitkeys_hash(values[EV_TOPIC - 1], values[EV_KEY - 1]);
-
-			if ((nparked_in_flight > 0 &&
-				 hash_search(parked_keys, &hash, HASH_FIND, NULL) != NULL) ||
-				(outbox_waitkeys_may_have(hash) &&
-				 ((waiting_probe != NULL &&
-				   outbox_probe(waiting_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], id)) ||
-				  (held_probe != NULL &&
-				   outbox_probe(held_probe, values[EV_TOPIC - 1], values[EV_KEY - 1], 0)))))
-			{
-				pipeline_add_parked(b, id, hash);
-				continue;
-			}
+			pipeline_add_parked(b, id, hash);
+			continue;
 		}
-		pipeline_add(b, values, nulls, xmin);
+		pipeline_add(b, values, nulls, xmin, hash);
 	}
 	MemoryContextSwitchTo(old);
 	outbox_probe_end(held_probe);
@@ -630,7 +635,7 @@ pipeline_read_waiting(RelayBatch *b)
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	bool		hold = outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY &&
-		outbox_events_forwarding();
+		outbox_schema_at_1_2();
 	MemoryContext old;
 	uint64		i;
 	int			ret;
@@ -659,7 +664,8 @@ pipeline_read_waiting(RelayBatch *b)
 		bool		nulls[MSG_NCOLUMNS + 1];
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
-		pipeline_add(b, values, nulls, DatumGetTransactionId(values[READ_COL_XMIN]));
+		pipeline_add(b, values, nulls, DatumGetTransactionId(values[READ_COL_XMIN]),
+					 pipeline_row_key_hash(values, nulls));
 	}
 	MemoryContextSwitchTo(old);
 	if (SPI_processed < (uint64) outbox_batch_size)
@@ -829,7 +835,7 @@ pipeline_record(RelayBatch *b)
 		Oid			argtypes[9] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		BOOLARRAYOID, INT4OID, INT4OID, INT4OID, TEXTOID, BOOLOID};
 		bool		hold = outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY;
-		bool		forwarding = outbox_events_forwarding();
+		bool		at_1_2 = outbox_schema_at_1_2();
 		bool		isnull;
 		int			ret;
 
@@ -842,8 +848,8 @@ pipeline_record(RelayBatch *b)
 		args[6] = Int32GetDatum(outbox_retry_backoff_max);
 		args[7] = CStringGetTextDatum(outbox_dead_letter_topic_suffix);
 		args[8] = BoolGetDatum(hold);
-		ret = SPI_execute_plan(forwarding ?
-							   outbox_plan(&fail_dlq_plan, fail_sql_dlq, 9, argtypes,
+		ret = SPI_execute_plan(at_1_2 ?
+							   outbox_plan(&fail_1_2_plan, fail_sql_1_2, 9, argtypes,
 										   CURSOR_OPT_CUSTOM_PLAN) :
 							   outbox_plan(&fail_plan, fail_sql, 9, argtypes,
 										   CURSOR_OPT_CUSTOM_PLAN),
@@ -853,9 +859,9 @@ pipeline_record(RelayBatch *b)
 				 SPI_result_code_string(ret));
 		dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
-		if (dead > 0 && forwarding && outbox_dead_letter_topic_suffix[0] != '\0')
+		if (dead > 0 && at_1_2 && outbox_dead_letter_topic_suffix[0] != '\0')
 			outbox_forward_wake();
-		if (dead > 0 && hold && forwarding)
+		if (dead > 0 && hold && at_1_2)
 			held_exist = true;
 		outbox_slot_record_error(pipeline_slot,
 								 psprintf("%s: %s",

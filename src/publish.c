@@ -84,10 +84,8 @@ outbox_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (release_waiting_pending)
-				outbox_release_waiting_of_database(MyDatabaseId);
-			if (wake_relay_pending)
-				outbox_set_latch_of_database(MyDatabaseId);
+			if (wake_relay_pending || release_waiting_pending)
+				outbox_wake_relay_of_database(MyDatabaseId, release_waiting_pending);
 			if (wake_launcher_pending)
 				outbox_request_relay(MyDatabaseId);
 			wake_relay_pending = false;

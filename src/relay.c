@@ -10,7 +10,8 @@
  * The loop, in the shape of worker_spi: each pass runs the pipeline once
  * (read and produce a batch, record the batches whose delivery reports are
  * in) and the forwarding of dead letters to their dead-letter topic
- * (forward.c, the same steps with the same producer), purges expired inbox rows when outbox.purge_interval has passed
+ * (forward.c, the same steps with the same producer), purges expired inbox
+ * rows when outbox.purge_interval has passed
  * (inbox.c), and publishes the relay's state and backlog figures for
  * outbox.stats (status.c).  When a pass made progress the next follows at
  * once; otherwise the relay waits on its latch (set by committing
@@ -358,6 +359,7 @@ void
 outbox_relay_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
+	char	   *default_source;
 	int			slotno;
 	sigjmp_buf	local_sigjmp_buf;
 	ErrorContextCallback errcallback;
@@ -384,9 +386,9 @@ outbox_relay_main(Datum main_arg)
 	CommitTransactionCommand();
 	relay_label = MemoryContextStrdup(relay_cxt,
 									  psprintf("outbox relay for database \"%s\"", relay_dbname));
-	outbox_pipeline_init(relay_cxt, relay_slot,
-						 psprintf("/outbox/%s", relay_dbname));
-	outbox_forward_init(relay_cxt, psprintf("/outbox/%s", relay_dbname));
+	default_source = psprintf("/outbox/%s", relay_dbname);
+	outbox_pipeline_init(relay_cxt, relay_slot, default_source);
+	outbox_forward_init(relay_cxt, default_source);
 	pgstat_report_appname("outbox relay");
 
 	MemoryContextSwitchTo(relay_pass_cxt);

@@ -77,11 +77,13 @@ outbox_events_open(LOCKMODE lockmode)
 }
 
 /*
- * True when outbox.events has the columns of 1.2, which dead-letter
- * forwarding needs (forwarded_at), false for a database still at 1.1.
+ * True when the database's outbox tables are those of 1.2 (what dead-letter
+ * forwarding, the per-key hold and the counts of waiting events need):
+ * outbox.events has forwarded_at, which the same update added with the
+ * rest.  False for a database still at 1.1.
  */
 bool
-outbox_events_forwarding(void)
+outbox_schema_at_1_2(void)
 {
 	Relation	rel = outbox_events_open(AccessShareLock);
 	bool		result = RelationGetDescr(rel)->natts == EV_NATTS;

@@ -19,7 +19,7 @@ typedef struct OutboxEventScan OutboxEventScan;
 typedef struct OutboxKeyProbe OutboxKeyProbe;
 
 extern Relation outbox_events_open(LOCKMODE lockmode);
-extern bool outbox_events_forwarding(void);
+extern bool outbox_schema_at_1_2(void);
 
 extern OutboxEventScan *outbox_scan_begin(int64 from);
 extern bool outbox_scan_next(OutboxEventScan *s, Datum **values, bool **nulls,

@@ -127,11 +127,14 @@ outbox_slot_for_database(Oid dboid)
 }
 
 /*
- * Wake the relay of a database, if it runs.  Called at commit, so it must not
- * fail: it takes the LWLock shared and sets a latch, nothing else.
+ * Wake the relay of a database, if it runs, and with release_waiting tell it
+ * that events waiting in outbox.events may go now (a replay or discard
+ * released the key they waited behind).  Called at commit, so it must not
+ * fail: it takes the LWLock shared, the slot's spinlock and sets a latch,
+ * nothing else.
  */
 void
-outbox_set_latch_of_database(Oid dboid)
+outbox_wake_relay_of_database(Oid dboid, bool release_waiting)
 {
 	OutboxSlot *slot;
 
@@ -139,33 +142,14 @@ outbox_set_latch_of_database(Oid dboid)
 		return;
 	LWLockAcquire(outbox_shared->lock, LW_SHARED);
 	slot = outbox_slot_for_database(dboid);
-	if (slot != NULL && slot->latch != NULL)
-		SetLatch(slot->latch);
-	LWLockRelease(outbox_shared->lock);
-}
-
-/*
- * Tell the relay of a database that events waiting in outbox.events may go
- * now (a replay or discard released the key they waited behind), and wake
- * it.  Called at commit: the LWLock shared, the slot's spinlock, a latch.
- */
-void
-outbox_release_waiting_of_database(Oid dboid)
-{
-	OutboxSlot *slot;
-
-	if (outbox_shared == NULL)
-		return;
-	LWLockAcquire(outbox_shared->lock, LW_SHARED);
-	slot = outbox_slot_for_database(dboid);
-	if (slot != NULL)
+	if (slot != NULL && release_waiting)
 	{
 		SpinLockAcquire(&slot->mutex);
 		slot->release_waiting = true;
 		SpinLockRelease(&slot->mutex);
-		if (slot->latch != NULL)
-			SetLatch(slot->latch);
 	}
+	if (slot != NULL && slot->latch != NULL)
+		SetLatch(slot->latch);
 	LWLockRelease(outbox_shared->lock);
 }
 

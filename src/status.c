@@ -154,7 +154,7 @@ outbox_status_refresh(OutboxSlot *slot, int64 cursor)
 	if (!isnull)
 		oldest = DatumGetTimestampTz(d);
 	dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	if (outbox_events_forwarding())
+	if (outbox_schema_at_1_2())
 	{
 		Oid			booltype = BOOLOID;
 		Datum		hold = BoolGetDatum(outbox_dead_letter_policy == OUTBOX_DEAD_LETTER_HOLD_KEY);
