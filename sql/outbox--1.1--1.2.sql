@@ -402,7 +402,7 @@ GRANT SELECT ON @extschema@.stats TO pg_monitor;
 -- A subscription names Kafka topics and a handler, a function
 -- (outbox.message) RETURNS void that the consumer applies each message with,
 -- running as the role that subscribed.  This part records and checks
--- subscriptions; the workers that consume them come next.
+-- subscriptions; each database's consumer worker applies them.
 
 DO $roles$
 BEGIN
@@ -444,6 +444,7 @@ CREATE TABLE @extschema@.subscriptions (
     created_at      timestamptz NOT NULL,
     updated_at      timestamptz NOT NULL,
     CONSTRAINT subscriptions_pkey PRIMARY KEY (consumer),
+    CONSTRAINT subscriptions_group_id UNIQUE (group_id),
     CONSTRAINT subscriptions_start_from CHECK (start_from IN ('earliest', 'latest')),
     CONSTRAINT subscriptions_batch_size CHECK (batch_size BETWEEN 1 AND 10000),
     CONSTRAINT subscriptions_max_attempts CHECK (max_attempts >= 1),
@@ -509,3 +510,68 @@ GRANT EXECUTE ON FUNCTION @extschema@.subscribe(text, text[], regprocedure, text
 GRANT EXECUTE ON FUNCTION @extschema@.unsubscribe(text) TO outbox_subscriber;
 GRANT EXECUTE ON FUNCTION @extschema@.pause_consumer(text) TO outbox_subscriber;
 GRANT EXECUTE ON FUNCTION @extschema@.resume_consumer(text) TO outbox_subscriber;
+
+-- Where each group is: the next offset to apply per partition, stored in the
+-- transaction that applied the messages before it, with what applying them
+-- counted.  The consumer resumes from here.
+CREATE TABLE @extschema@.consumer_offsets (
+    group_id        text COLLATE "C" NOT NULL,
+    topic           text COLLATE "C" NOT NULL,
+    partition       integer NOT NULL,
+    "offset"        bigint NOT NULL,
+    consumer        text COLLATE "C" NOT NULL,
+    high_watermark  bigint,
+    last_message_at timestamptz,
+    processed       bigint NOT NULL DEFAULT 0,
+    duplicates      bigint NOT NULL DEFAULT 0,
+    failed          bigint NOT NULL DEFAULT 0,
+    dead_lettered   bigint NOT NULL DEFAULT 0,
+    last_error      text,
+    last_error_at   timestamptz,
+    updated_at      timestamptz NOT NULL,
+    CONSTRAINT consumer_offsets_pkey PRIMARY KEY (group_id, topic, partition)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.consumer_offsets', '');
+COMMENT ON TABLE @extschema@.consumer_offsets IS
+    'Per group and partition: the next offset to apply, stored with the effects of the messages before it';
+COMMENT ON COLUMN @extschema@.consumer_offsets."offset" IS 'The next offset to apply';
+COMMENT ON COLUMN @extschema@.consumer_offsets.consumer IS 'The subscription that stored it last';
+COMMENT ON COLUMN @extschema@.consumer_offsets.high_watermark IS 'The partition''s end offset when it was stored';
+COMMENT ON COLUMN @extschema@.consumer_offsets.last_message_at IS 'Time of the last message applied (its time, see outbox.message)';
+COMMENT ON COLUMN @extschema@.consumer_offsets.processed IS 'Messages the handler applied';
+COMMENT ON COLUMN @extschema@.consumer_offsets.duplicates IS 'Messages skipped because the inbox had their event id';
+COMMENT ON COLUMN @extschema@.consumer_offsets.failed IS 'Failed handler attempts';
+COMMENT ON COLUMN @extschema@.consumer_offsets.dead_lettered IS 'Messages moved to outbox.consumer_dead_letters';
+REVOKE ALL ON @extschema@.consumer_offsets FROM PUBLIC;
+GRANT SELECT ON @extschema@.consumer_offsets TO outbox_subscriber, outbox_admin;
+
+-- Messages a handler failed on max_attempts times, kept whole for replay
+CREATE TABLE @extschema@.consumer_dead_letters (
+    id              bigint GENERATED ALWAYS AS IDENTITY,
+    consumer        text COLLATE "C" NOT NULL,
+    group_id        text COLLATE "C" NOT NULL,
+    topic           text COLLATE "C" NOT NULL,
+    partition       integer NOT NULL,
+    "offset"        bigint NOT NULL,
+    key             bytea,
+    value           bytea,
+    headers         jsonb,
+    event_id        text,
+    event_type      text,
+    time            timestamptz,
+    error           text NOT NULL,
+    error_code      text NOT NULL,
+    attempts        integer NOT NULL,
+    first_failed_at timestamptz NOT NULL,
+    failed_at       timestamptz NOT NULL,
+    CONSTRAINT consumer_dead_letters_pkey PRIMARY KEY (id)
+);
+CREATE INDEX consumer_dead_letters_consumer_idx
+    ON @extschema@.consumer_dead_letters (consumer, id);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.consumer_dead_letters', '');
+COMMENT ON TABLE @extschema@.consumer_dead_letters IS
+    'Messages a subscription''s handler failed on max_attempts times (or that broke their event type''s schema), with the last error';
+COMMENT ON COLUMN @extschema@.consumer_dead_letters.headers IS 'The record''s headers as an object of strings (a header that is not valid text is null)';
+COMMENT ON COLUMN @extschema@.consumer_dead_letters.error_code IS 'SQLSTATE of the last error';
+REVOKE ALL ON @extschema@.consumer_dead_letters FROM PUBLIC;
+GRANT SELECT ON @extschema@.consumer_dead_letters TO outbox_admin;

@@ -114,8 +114,6 @@ inbox_event_id_arg(FunctionCallInfo fcinfo, bool is_text)
 	text	   *t;
 	const char *s;
 	int			len;
-	pg_uuid_t  *uuid;
-	const char *errstr = NULL;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -137,8 +135,21 @@ inbox_event_id_arg(FunctionCallInfo fcinfo, bool is_text)
 				 errmsg("event_id is too long"),
 				 errdetail("An event id has at most %d bytes; this one has %d.",
 						   OUTBOX_MAX_EVENT_ID_LEN, len)));
+	return outbox_inbox_text_id(s, len);
+}
+
+/*
+ * A text event id as the inbox stores it: the UUID it spells, or else the
+ * version 3 (MD5) UUID of its bytes.
+ */
+Datum
+outbox_inbox_text_id(const char *s, int len)
+{
+	pg_uuid_t  *uuid;
+	const char *errstr = NULL;
+
 	if (outbox_json_format_check(JSON_FORMAT_UUID, s, len))
-		return DirectFunctionCall1(uuid_in, CStringGetDatum(text_to_cstring(t)));
+		return DirectFunctionCall1(uuid_in, CStringGetDatum(pnstrdup(s, len)));
 
 	uuid = palloc(sizeof(pg_uuid_t));
 	if (!pg_md5_binary(s, len, uuid->data, &errstr))
@@ -151,6 +162,42 @@ inbox_event_id_arg(FunctionCallInfo fcinfo, bool is_text)
 }
 
 /*
+ * Mark event id (a uuid Datum) received by consumer (a text Datum) in the
+ * current transaction, to expire after ttl (an interval Datum): true the
+ * first time, false for a duplicate.
+ */
+bool
+outbox_inbox_mark(Datum consumer, Datum event_id, Datum ttl)
+{
+	Datum		args[3] = {consumer, event_id, ttl};
+	Oid			argtypes[3] = {TEXTOID, UUIDOID, INTERVALOID};
+	int			ret;
+	bool		first;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "outbox inbox: SPI_connect failed");
+	ret = SPI_execute_plan(outbox_plan(&receive_plan, receive_sql, 3, argtypes, 0),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "outbox inbox: insert failed: %s", SPI_result_code_string(ret));
+	first = (SPI_processed == 1);
+	SPI_finish();
+	return first;
+}
+
+/*
+ * outbox.inbox_ttl as an interval.
+ */
+Datum
+outbox_inbox_default_ttl(void)
+{
+	Interval   *ttl = palloc0(sizeof(Interval));
+
+	ttl->time = (int64) outbox_inbox_ttl * USECS_PER_SEC;
+	return IntervalPGetDatum(ttl);
+}
+
+/*
  * The ttl argument, or outbox.inbox_ttl when NULL; must be positive.
  */
 static Datum
@@ -159,11 +206,7 @@ inbox_ttl_arg(FunctionCallInfo fcinfo)
 	Interval   *ttl;
 
 	if (PG_ARGISNULL(2))
-	{
-		ttl = palloc0(sizeof(Interval));
-		ttl->time = (int64) outbox_inbox_ttl * USECS_PER_SEC;
-		return IntervalPGetDatum(ttl);
-	}
+		return outbox_inbox_default_ttl();
 	ttl = PG_GETARG_INTERVAL_P(2);
 	if (ttl->time <= 0 && ttl->day <= 0 && ttl->month <= 0)
 		ereport(ERROR,
@@ -203,28 +246,21 @@ inbox_correlation_arg(FunctionCallInfo fcinfo)
 static Datum
 inbox_receive(FunctionCallInfo fcinfo, bool is_text)
 {
-	Datum		args[3];
-	Oid			argtypes[3] = {TEXTOID, UUIDOID, INTERVALOID};
-	int			ret;
+	Datum		consumer;
+	Datum		event_id;
+	Datum		ttl;
 	bool		first;
 	char	   *correlation;
 
 	outbox_require_preload();
-	args[0] = PointerGetDatum(inbox_consumer_arg(fcinfo));
-	args[1] = inbox_event_id_arg(fcinfo, is_text);
-	args[2] = inbox_ttl_arg(fcinfo);
+	consumer = PointerGetDatum(inbox_consumer_arg(fcinfo));
+	event_id = inbox_event_id_arg(fcinfo, is_text);
+	ttl = inbox_ttl_arg(fcinfo);
 	correlation = inbox_correlation_arg(fcinfo);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "outbox inbox: SPI_connect failed");
-	ret = SPI_execute_plan(outbox_plan(&receive_plan, receive_sql, 3, argtypes, 0),
-						   args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "outbox inbox: insert failed: %s", SPI_result_code_string(ret));
-	first = (SPI_processed == 1);
-	SPI_finish();
+	first = outbox_inbox_mark(consumer, event_id, ttl);
 	outbox_causation_received(is_text ? text_to_cstring(PG_GETARG_TEXT_PP(1)) :
-							  DatumGetCString(DirectFunctionCall1(uuid_out, args[1])),
+							  DatumGetCString(DirectFunctionCall1(uuid_out, event_id)),
 							  correlation);
 	PG_RETURN_BOOL(first);
 }

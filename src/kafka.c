@@ -396,6 +396,49 @@ outbox_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 }
 
 /*
+ * Make the ends of a wake-up pipe non-blocking and close-on-exec.
+ */
+void
+outbox_kafka_pipe_setup(int fds[2])
+{
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+}
+
+/*
+ * A client configuration: defaults (name/value pairs ending with NULL) that
+ * the user's properties may override, the user's properties (file, then
+ * inline), then what outbox sets itself for every client: client.id, the
+ * brokers, and log lines through the client's queue.  NULL with *detail set
+ * when a property is refused.
+ */
+rd_kafka_conf_t *
+outbox_kafka_conf_new(const OutboxKafkaConfig *config, const char *client_id,
+					  const char *const (*defaults)[2], char **detail)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	int			i;
+
+	for (i = 0; defaults[i][0] != NULL; i++)
+		rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr));
+	if (rd_kafka_conf_set(conf, "client.id", client_id, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		!outbox_conf_apply_user(conf, config->inline_props, config->file,
+								config->file_contents, detail) ||
+		rd_kafka_conf_set(conf, "bootstrap.servers", config->brokers, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "log.queue", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		if (*detail == NULL)
+			*detail = pstrdup(errstr);
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+/*
  * Create the idempotent producer.  ERROR when librdkafka refuses the
  * configuration (settings are validated at load, so this is rare).
  */
@@ -404,33 +447,25 @@ outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
 					const char *label)
 {
 	OutboxProducer *producer;
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_t *conf;
 	char		errstr[512];
 	char	   *detail = NULL;
-	int			i;
 
-	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(OutboxProducer));
-	producer->label = MemoryContextStrdup(TopMemoryContext, label);
-
-	for (i = 0; outbox_default_properties[i][0] != NULL; i++)
-		rd_kafka_conf_set(conf, outbox_default_properties[i][0],
-						  outbox_default_properties[i][1], errstr, sizeof(errstr));
-	if (rd_kafka_conf_set(conf, "client.id", client_id, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-		!outbox_conf_apply_user(conf, config->inline_props, config->file,
-								config->file_contents, &detail) ||
-		rd_kafka_conf_set(conf, "bootstrap.servers", config->brokers, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+	conf = outbox_kafka_conf_new(config, client_id, outbox_default_properties, &detail);
+	if (conf == NULL ||
 		rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "acks", "all", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
-		rd_kafka_conf_set(conf, "log.queue", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 	{
-		rd_kafka_conf_destroy(conf);
-		pfree(producer);
+		if (conf != NULL)
+			rd_kafka_conf_destroy(conf);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s: invalid Kafka producer configuration", label),
 				 errdetail("%s", detail ? detail : errstr)));
 	}
+	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(OutboxProducer));
+	producer->label = MemoryContextStrdup(TopMemoryContext, label);
 
 	rd_kafka_conf_set_opaque(conf, producer);
 	rd_kafka_conf_set_dr_msg_cb(conf, outbox_dr_msg_cb);
@@ -444,10 +479,7 @@ outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
 				(errcode_for_file_access(),
 				 errmsg("%s: could not create a pipe: %m", label)));
 	}
-	fcntl(producer->pipe_fds[0], F_SETFL, O_NONBLOCK);
-	fcntl(producer->pipe_fds[1], F_SETFL, O_NONBLOCK);
-	fcntl(producer->pipe_fds[0], F_SETFD, FD_CLOEXEC);
-	fcntl(producer->pipe_fds[1], F_SETFD, FD_CLOEXEC);
+	outbox_kafka_pipe_setup(producer->pipe_fds);
 
 	/* rd_kafka_new takes ownership of conf, on success only */
 	producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));

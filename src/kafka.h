@@ -75,6 +75,11 @@ extern bool outbox_kafka_check_properties(const char *inline_props,
 extern OutboxKafkaConfig *outbox_kafka_config_read(void);
 extern bool outbox_kafka_config_check(const OutboxKafkaConfig *config,
 									  char **detail);
+extern rd_kafka_conf_t *outbox_kafka_conf_new(const OutboxKafkaConfig *config,
+											  const char *client_id,
+											  const char *const (*defaults)[2],
+											  char **detail);
+extern void outbox_kafka_pipe_setup(int fds[2]);
 extern OutboxProducer *outbox_kafka_create(const OutboxKafkaConfig *config,
 										   const char *client_id,
 										   const char *label);

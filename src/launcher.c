@@ -3,7 +3,7 @@
  * launcher.c
  *	  The outbox launcher: a static background worker, connected to no
  *	  database, that decides which databases get a relay and keeps one
- *	  running in each.
+ *	  running in each, and a consumer in each database with subscriptions.
  *
  * Which databases: every database that accepts connections and is not a
  * template gets a relay once; a relay that finds no outbox extension marks
@@ -12,6 +12,12 @@
  * for it, see outbox_request_relay) or the server restarts.  New databases
  * are found by rescanning pg_database every OUTBOX_LAUNCHER_NAPTIME and
  * whenever the launcher's latch is set.
+ *
+ * Consumers: a database's consumer (consumer.c) is wanted from the commit of
+ * a subscription change (subscribe() and the others mark the slot, see
+ * outbox_wake_consumer_of_database) or the start of a relay that finds
+ * subscriptions, until the consumer finds none left and exits.  It restarts
+ * like a relay.
  *
  * Restarts: relays are dynamic workers with BGW_NEVER_RESTART; a relay that
  * exits clears its slot's pid and sets the launcher's latch, and the
@@ -163,7 +169,8 @@ launcher_assign_slots(List *oids)
 		OutboxSlot *slot = &outbox_shared->slots[i];
 
 		if (OidIsValid(slot->dboid) && !list_member_oid(oids, slot->dboid) &&
-			slot->pid == 0 && !slot->launching)
+			slot->relay.pid == 0 && !slot->relay.launching &&
+			slot->consumer.pid == 0 && !slot->consumer.launching)
 		{
 			slock_t		mutex = slot->mutex;
 
@@ -196,21 +203,23 @@ launcher_assign_slots(List *oids)
 }
 
 /*
- * Register the relay of slot i.  false when no worker slot was free.
+ * Register the relay or the consumer of slot i.  false when no worker slot
+ * was free.
  */
 static bool
-launcher_start_relay(int i, Oid dboid)
+launcher_start_worker(int i, Oid dboid, OutboxWorkerKind kind)
 {
 	BackgroundWorker worker;
+	const char *what = kind == OUTBOX_WORKER_RELAY ? "relay" : "consumer";
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "outbox");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "outbox_relay_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "outbox relay for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "outbox relay");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "outbox_%s_main", what);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "outbox %s for database %u", what, dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "outbox %s", what);
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	StaticAssertStmt(sizeof(int) <= BGW_EXTRALEN, "slot number must fit in bgw_extra");
 	memcpy(worker.bgw_extra, &i, sizeof(int));
@@ -220,8 +229,9 @@ launcher_start_relay(int i, Oid dboid)
 		if (launcher_warning_due(&last_worker_warning))
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("outbox launcher: no background worker slot free for the relay of database with OID %u", dboid),
-					 errhint("Raise max_worker_processes (currently %d): outbox needs one for its launcher and one per database it serves.",
+					 errmsg("outbox launcher: no background worker slot free for the %s of database with OID %u",
+							what, dboid),
+					 errhint("Raise max_worker_processes (currently %d): outbox needs one for its launcher, one per database it serves and one more per database with subscriptions.",
 							 max_worker_processes)));
 		return false;
 	}
@@ -242,20 +252,24 @@ launcher_ms_until(TimestampTz now, TimestampTz ts)
 }
 
 /*
- * Decide for slot i, under the lock held exclusively: start its relay now,
- * or not, and until when the launcher may sleep.  A relay runs while the
- * slot has its pid; one registered but not yet attached counts as running
- * for OUTBOX_QUICK_EXIT_MS; one that exited is started again after a
- * backoff that grows while it keeps exiting soon after its start.
+ * Decide for worker w of a slot, under the lock held exclusively: start it
+ * now, or not, and until when the launcher may sleep.  wanted: the database
+ * needs it (a relay: unless it found no extension; a consumer: while the
+ * database has subscriptions).  A worker runs while it has its pid; one
+ * registered but not yet attached counts as running for
+ * OUTBOX_QUICK_EXIT_MS; one that exited is started again after a backoff
+ * that grows while it keeps exiting soon after its start, unless it exited
+ * because it was no longer wanted.
  */
 static bool
-launcher_relay_due(OutboxSlot *slot, TimestampTz now, long *sleep_ms)
+launcher_worker_due(OutboxSlot *slot, OutboxWorker *w, bool wanted,
+					TimestampTz now, long *sleep_ms)
 {
-	if (!OidIsValid(slot->dboid) || slot->dropping || slot->pid != 0)
+	if (!OidIsValid(slot->dboid) || slot->dropping || w->pid != 0)
 		return false;
-	if (slot->launching)
+	if (w->launching)
 	{
-		TimestampTz give_up = TimestampTzPlusMilliseconds(slot->launched_at,
+		TimestampTz give_up = TimestampTzPlusMilliseconds(w->launched_at,
 														  OUTBOX_QUICK_EXIT_MS);
 
 		if (now < give_up)
@@ -263,34 +277,66 @@ launcher_relay_due(OutboxSlot *slot, TimestampTz now, long *sleep_ms)
 			*sleep_ms = Min(*sleep_ms, OUTBOX_RESTART_MIN_MS);
 			return false;
 		}
-		slot->launching = false;	/* it never attached */
+		w->launching = false;	/* it never attached */
 	}
-	if (slot->launched_at != 0)
+	if (w->launched_at != 0)
 	{
 		/* it ran and exited: when may it start again? */
-		bool		quick = !TimestampDifferenceExceeds(slot->launched_at, now,
+		bool		quick = !TimestampDifferenceExceeds(w->launched_at, now,
 														OUTBOX_QUICK_EXIT_MS);
 
-		slot->launched_at = 0;
-		slot->quick_exits = (slot->no_extension || !quick) ? 0 :
-			Min(slot->quick_exits + 1, 7);
-		slot->restart_at = slot->no_extension ? 0 :
+		w->launched_at = 0;
+		w->quick_exits = (!wanted || !quick) ? 0 : Min(w->quick_exits + 1, 7);
+		w->restart_at = !wanted ? 0 :
 			TimestampTzPlusMilliseconds(now, Min(OUTBOX_RESTART_MAX_MS,
-												 OUTBOX_RESTART_MIN_MS << slot->quick_exits));
+												 OUTBOX_RESTART_MIN_MS << w->quick_exits));
 	}
-	if (slot->no_extension)
+	if (!wanted)
 		return false;
-	if (slot->restart_at > now)
+	if (w->restart_at > now)
 	{
-		*sleep_ms = Min(*sleep_ms, launcher_ms_until(now, slot->restart_at));
+		*sleep_ms = Min(*sleep_ms, launcher_ms_until(now, w->restart_at));
 		return false;
 	}
 	return true;
 }
 
 /*
- * One pass: assign slots, then start every relay that should run and does
- * not.  Returns how long the launcher may sleep before the next pass.
+ * Start worker kind of slot i when it is due.
+ */
+static void
+launcher_reconcile_worker(int i, OutboxWorkerKind kind, TimestampTz now,
+						  long *sleep_ms)
+{
+	OutboxSlot *slot = &outbox_shared->slots[i];
+	OutboxWorker *w = outbox_slot_worker(slot, kind);
+	Oid			dboid = InvalidOid;
+	bool		wanted;
+
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	wanted = !slot->no_extension &&
+		(kind == OUTBOX_WORKER_RELAY || slot->consumer_wanted);
+	if (launcher_worker_due(slot, w, wanted, now, sleep_ms))
+	{
+		dboid = slot->dboid;
+		w->launching = true;
+		w->launched_at = now;
+	}
+	LWLockRelease(outbox_shared->lock);
+
+	if (OidIsValid(dboid) && !launcher_start_worker(i, dboid, kind))
+	{
+		LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+		w->launching = false;
+		w->launched_at = 0;
+		LWLockRelease(outbox_shared->lock);
+		*sleep_ms = Min(*sleep_ms, OUTBOX_RESTART_MIN_MS * 5);
+	}
+}
+
+/*
+ * One pass: assign slots, then start every relay and consumer that should
+ * run and does not.  Returns how long the launcher may sleep before the next pass.
  */
 static long
 launcher_reconcile(MemoryContext mcxt)
@@ -304,26 +350,8 @@ launcher_reconcile(MemoryContext mcxt)
 
 	for (i = 0; i < outbox_shared->nslots; i++)
 	{
-		OutboxSlot *slot = &outbox_shared->slots[i];
-		Oid			dboid = InvalidOid;
-
-		LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
-		if (launcher_relay_due(slot, now, &sleep_ms))
-		{
-			dboid = slot->dboid;
-			slot->launching = true;
-			slot->launched_at = now;
-		}
-		LWLockRelease(outbox_shared->lock);
-
-		if (OidIsValid(dboid) && !launcher_start_relay(i, dboid))
-		{
-			LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
-			slot->launching = false;
-			slot->launched_at = 0;
-			LWLockRelease(outbox_shared->lock);
-			sleep_ms = Min(sleep_ms, OUTBOX_RESTART_MIN_MS * 5);
-		}
+		launcher_reconcile_worker(i, OUTBOX_WORKER_RELAY, now, &sleep_ms);
+		launcher_reconcile_worker(i, OUTBOX_WORKER_CONSUMER, now, &sleep_ms);
 	}
 	list_free(oids);
 	return sleep_ms;

@@ -87,9 +87,13 @@ typedef enum OutboxDeprecatedTypes
 /* Background worker entry points, named in bgw_function_name */
 extern PGDLLEXPORT void outbox_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void outbox_relay_main(Datum main_arg);
+extern PGDLLEXPORT void outbox_consumer_main(Datum main_arg);
 
 /* relay.c */
 extern void outbox_relay_exit_without_extension(void) pg_attribute_noreturn();
+
+/* subscriptions.c */
+extern bool outbox_has_subscriptions(void);
 
 /* launcher.c */
 extern void outbox_register_launcher(void);
@@ -100,6 +104,7 @@ extern void outbox_ddl_init(void);
 /* publish.c */
 extern void outbox_wake_relay_at_commit(void);
 extern void outbox_wake_launcher_at_commit(void);
+extern void outbox_wake_consumer_at_commit(void);
 extern void outbox_check_topic(text *topic);
 
 /* Raise a clear error when a SQL function runs without the preloaded library */

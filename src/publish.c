@@ -64,6 +64,7 @@
 static bool wake_relay_pending = false;
 static bool release_waiting_pending = false;
 static bool wake_launcher_pending = false;
+static bool wake_consumer_pending = false;
 static bool xact_callback_registered = false;
 
 PG_FUNCTION_INFO_V1(outbox_publish);
@@ -88,9 +89,12 @@ outbox_xact_callback(XactEvent event, void *arg)
 				outbox_wake_relay_of_database(MyDatabaseId, release_waiting_pending);
 			if (wake_launcher_pending)
 				outbox_request_relay(MyDatabaseId);
+			if (wake_consumer_pending)
+				outbox_wake_consumer_of_database(MyDatabaseId);
 			wake_relay_pending = false;
 			release_waiting_pending = false;
 			wake_launcher_pending = false;
+			wake_consumer_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -98,6 +102,7 @@ outbox_xact_callback(XactEvent event, void *arg)
 			wake_relay_pending = false;
 			release_waiting_pending = false;
 			wake_launcher_pending = false;
+			wake_consumer_pending = false;
 			break;
 		default:
 			break;
@@ -132,6 +137,17 @@ outbox_wake_launcher_at_commit(void)
 {
 	outbox_register_xact_callback();
 	wake_launcher_pending = true;
+}
+
+/*
+ * Ask for this database's consumer to read the subscriptions again (and to
+ * be started when none runs) when the transaction commits.
+ */
+void
+outbox_wake_consumer_at_commit(void)
+{
+	outbox_register_xact_callback();
+	wake_consumer_pending = true;
 }
 
 /*

@@ -119,13 +119,7 @@ relay_detach(int code, Datum arg)
 		return;
 	relay_stopping = true;
 	relay_set_state();
-	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
-	relay_slot->pid = 0;
-	relay_slot->latch = NULL;
-	/* whichever launcher runs now learns of the exit from the slot */
-	if (outbox_shared->launcher_latch != NULL)
-		SetLatch(outbox_shared->launcher_latch);
-	LWLockRelease(outbox_shared->lock);
+	outbox_slot_detach(relay_slot, OUTBOX_WORKER_RELAY);
 }
 
 /*
@@ -134,26 +128,15 @@ relay_detach(int code, Datum arg)
 static void
 relay_attach(int slotno, Oid dboid)
 {
-	OutboxSlot *slot;
+	OutboxSlot *slot = outbox_slot_attach(slotno, dboid, OUTBOX_WORKER_RELAY);
 
-	if (slotno < 0 || slotno >= outbox_shared->nslots)
-		elog(FATAL, "outbox relay started with invalid slot %d", slotno);
-	slot = &outbox_shared->slots[slotno];
-
-	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
-	if (slot->dboid != dboid || slot->pid != 0 || slot->dropping)
+	if (slot == NULL)
 	{
-		LWLockRelease(outbox_shared->lock);
 		ereport(LOG,
 				(errmsg("outbox relay for database with OID %u: slot %d is no longer ours, exiting",
 						dboid, slotno)));
 		proc_exit(0);
 	}
-	slot->pid = MyProcPid;
-	slot->latch = MyLatch;
-	slot->launching = false;
-	LWLockRelease(outbox_shared->lock);
-
 	relay_slot = slot;
 	before_shmem_exit(relay_detach, (Datum) 0);
 	relay_set_state();
@@ -374,7 +357,7 @@ outbox_relay_main(Datum main_arg)
 	relay_attach(slotno, dboid);
 	outbox_session_save();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	outbox_session_pin();
+	outbox_session_pin(false);
 
 	relay_cxt = AllocSetContextCreate(TopMemoryContext, "outbox relay",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -439,10 +422,16 @@ outbox_relay_main(Datum main_arg)
 		if (!relay_announced)
 		{
 			/* a relay of a database without the extension exits quietly */
+			bool		subscriptions;
+
 			outbox_work_begin("checking for the outbox extension");
+			subscriptions = outbox_has_subscriptions();
 			outbox_work_end();
 			ereport(LOG, (errmsg("%s started", relay_label)));
 			relay_announced = true;
+			/* the database's consumer runs while it has subscriptions */
+			if (subscriptions)
+				outbox_wake_consumer_of_database(dboid);
 		}
 		error_context_stack = &errcallback;
 		if (ConfigReloadPending)

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * session.c
- *	  The relay's session settings.
+ *	  The session settings of the relay and the consumer.
  *
  * The relay connects to databases that other people own, and connecting
  * applies their ALTER DATABASE / ALTER ROLE ... SET defaults.  Some of those
@@ -46,6 +46,7 @@ static int	nsaved = 0;
 static const char *const pinned[][2] = {
 	{"search_path", "pg_catalog"},
 	{"synchronous_commit", "off"},
+	{"session_replication_role", "replica"},
 	{"default_transaction_isolation", "read committed"},
 	{"default_transaction_read_only", "off"},
 	{"default_transaction_deferrable", "off"},
@@ -56,9 +57,15 @@ static const char *const pinned[][2] = {
 #if PG_VERSION_NUM >= 170000
 	{"transaction_timeout", "0"},
 #endif
-	{"session_replication_role", "replica"},
 	{NULL, NULL}
 };
+
+/*
+ * The consumer applies other people's handlers, whose triggers must fire and
+ * whose effects are commits like any other: the first two pins are the
+ * relay's only.
+ */
+#define SESSION_RELAY_ONLY_PINS 2
 
 static struct config_generic **
 session_guc_variables(int *n)
@@ -107,13 +114,17 @@ session_saved_value(const char *name)
 
 /*
  * Undo the database's and roles' defaults, then pin what the relay needs;
- * called right after connecting.
+ * called right after connecting.  for_handlers (the consumer): pinned at
+ * session level rather than as overrides, so that a handler's own SET
+ * clauses and SET LOCAL work while it runs (the consumer undoes whatever a
+ * handler set when it returns), and without the relay-only pins.
  */
 void
-outbox_session_pin(void)
+outbox_session_pin(bool for_handlers)
 {
 	int			n;
 	struct config_generic **vars = session_guc_variables(&n);
+	GucSource	pin_source = for_handlers ? PGC_S_SESSION : PGC_S_OVERRIDE;
 	int			i;
 
 	Assert(saved != NULL);
@@ -129,9 +140,9 @@ outbox_session_pin(void)
 		/* a setting unknown before connecting means nothing to the relay */
 		if (value == NULL)
 			continue;
-		(void) set_config_option(vars[i]->name, value, PGC_SUSET, PGC_S_OVERRIDE,
+		(void) set_config_option(vars[i]->name, value, PGC_SUSET, pin_source,
 								 GUC_ACTION_SET, true, DEBUG1, false);
 	}
-	for (i = 0; pinned[i][0] != NULL; i++)
-		SetConfigOption(pinned[i][0], pinned[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+	for (i = for_handlers ? SESSION_RELAY_ONLY_PINS : 0; pinned[i][0] != NULL; i++)
+		SetConfigOption(pinned[i][0], pinned[i][1], PGC_SUSET, pin_source);
 }

@@ -12,6 +12,6 @@
 #include "postgres.h"
 
 extern void outbox_session_save(void);
-extern void outbox_session_pin(void);
+extern void outbox_session_pin(bool for_handlers);
 
 #endif							/* OUTBOX_SESSION_H */

@@ -148,8 +148,124 @@ outbox_wake_relay_of_database(Oid dboid, bool release_waiting)
 		slot->release_waiting = true;
 		SpinLockRelease(&slot->mutex);
 	}
-	if (slot != NULL && slot->latch != NULL)
-		SetLatch(slot->latch);
+	if (slot != NULL && slot->relay.latch != NULL)
+		SetLatch(slot->relay.latch);
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * A subscription of a database changed (or the relay found it has some):
+ * its consumer should run, and read the subscriptions again.  Wakes the
+ * consumer, or the launcher when none runs.  Called at commit, so it must
+ * not fail.
+ */
+void
+outbox_wake_consumer_of_database(Oid dboid)
+{
+	OutboxSlot *slot;
+
+	if (outbox_shared == NULL)
+		return;
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	slot = outbox_slot_for_database(dboid);
+	if (slot != NULL)
+	{
+		slot->consumer_wanted = true;
+		slot->subscriptions_gen++;
+		if (slot->consumer.latch != NULL)
+			SetLatch(slot->consumer.latch);
+		else if (outbox_shared->launcher_latch != NULL)
+			SetLatch(outbox_shared->launcher_latch);
+	}
+	LWLockRelease(outbox_shared->lock);
+}
+
+/*
+ * How many subscription changes the slot has seen; a consumer reads it
+ * before it reads the subscriptions.
+ */
+uint32
+outbox_slot_subscriptions_gen(OutboxSlot *slot)
+{
+	uint32		gen;
+
+	LWLockAcquire(outbox_shared->lock, LW_SHARED);
+	gen = slot->subscriptions_gen;
+	LWLockRelease(outbox_shared->lock);
+	return gen;
+}
+
+/*
+ * For a consumer that found no subscription to serve, having read them after
+ * seeing gen: the database needs no consumer now, unless a subscription
+ * changed since.  True when the consumer may exit.
+ */
+bool
+outbox_slot_release_consumer(OutboxSlot *slot, uint32 gen)
+{
+	bool		release;
+
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	release = slot->subscriptions_gen == gen;
+	if (release)
+		slot->consumer_wanted = false;
+	LWLockRelease(outbox_shared->lock);
+	return release;
+}
+
+/*
+ * The slot's relay or consumer.
+ */
+OutboxWorker *
+outbox_slot_worker(OutboxSlot *slot, OutboxWorkerKind kind)
+{
+	return kind == OUTBOX_WORKER_RELAY ? &slot->relay : &slot->consumer;
+}
+
+/*
+ * A worker just started takes the place the launcher registered it for in
+ * slot slotno: NULL when that is no longer its (the database's slot was
+ * reassigned, a worker of its kind runs already, or the database is being
+ * dropped).
+ */
+OutboxSlot *
+outbox_slot_attach(int slotno, Oid dboid, OutboxWorkerKind kind)
+{
+	OutboxSlot *slot;
+	OutboxWorker *w;
+
+	if (slotno < 0 || slotno >= outbox_shared->nslots)
+		elog(FATAL, "outbox worker started with invalid slot %d", slotno);
+	slot = &outbox_shared->slots[slotno];
+	w = outbox_slot_worker(slot, kind);
+
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	if (slot->dboid != dboid || w->pid != 0 || slot->dropping)
+	{
+		LWLockRelease(outbox_shared->lock);
+		return NULL;
+	}
+	w->pid = MyProcPid;
+	w->latch = MyLatch;
+	w->launching = false;
+	LWLockRelease(outbox_shared->lock);
+	return slot;
+}
+
+/*
+ * A worker leaves its slot when it exits, and wakes the launcher, which
+ * learns of the exit from the slot.
+ */
+void
+outbox_slot_detach(OutboxSlot *slot, OutboxWorkerKind kind)
+{
+	OutboxWorker *w = outbox_slot_worker(slot, kind);
+
+	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
+	w->pid = 0;
+	w->latch = NULL;
+	if (outbox_shared->launcher_latch != NULL)
+		SetLatch(outbox_shared->launcher_latch);
 	LWLockRelease(outbox_shared->lock);
 }
 
@@ -210,19 +326,25 @@ outbox_stop_relay_for_drop(Oid dboid)
 		return;
 	for (;;)
 	{
-		pid_t		pid = 0;
+		pid_t		relay_pid = 0;
+		pid_t		consumer_pid = 0;
 
 		LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
 		slot = outbox_slot_for_database(dboid);
 		if (slot != NULL)
 		{
 			slot->dropping = true;
-			pid = slot->pid;
+			relay_pid = slot->relay.pid;
+			consumer_pid = slot->consumer.pid;
 		}
 		LWLockRelease(outbox_shared->lock);
-		if (pid == 0 || GetCurrentTimestamp() > deadline)
+		if ((relay_pid == 0 && consumer_pid == 0) ||
+			GetCurrentTimestamp() > deadline)
 			return;
-		kill(pid, SIGTERM);
+		if (relay_pid != 0)
+			kill(relay_pid, SIGTERM);
+		if (consumer_pid != 0)
+			kill(consumer_pid, SIGTERM);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
 						 outbox_wait_event(OUTBOX_WAIT_DROP_DATABASE));
 		ResetLatch(MyLatch);

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *	  Shared state of the launcher and the relays: one slot per served
- *	  database, with its relay's latch, state and counters.
+ *	  Shared state of the launcher and the workers: one slot per served
+ *	  database, with its relay's and its consumer's latch, and the relay's
+ *	  state and counters.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,22 +30,43 @@ typedef enum OutboxRelayState
 #define OUTBOX_ERROR_LEN 256
 
 /*
- * One served database: the one record of whether its relay runs, read by
- * every launcher (a restarted one adopts running relays from here).  The
- * fields up to the mutex are set under OutboxShared->lock; the state,
- * counters and figures under the slot's mutex.
+ * One worker of a database (its relay, its consumer): whether it runs, and
+ * when it may be started again.  Set under OutboxShared->lock.
+ */
+typedef struct OutboxWorker
+{
+	pid_t		pid;			/* 0 when not running */
+	Latch	   *latch;			/* NULL when not running */
+	bool		launching;		/* registered, not yet attached */
+	TimestampTz launched_at;	/* when last registered; 0 once its exit was seen */
+	TimestampTz restart_at;		/* not to be started again before this */
+	int			quick_exits;	/* exits soon after start, in a row */
+} OutboxWorker;
+
+/* The workers a database may have */
+typedef enum OutboxWorkerKind
+{
+	OUTBOX_WORKER_RELAY,
+	OUTBOX_WORKER_CONSUMER
+} OutboxWorkerKind;
+
+/*
+ * One served database: the one record of whether its relay and its consumer
+ * run, read by every launcher (a restarted one adopts running workers from
+ * here).  The fields up to the mutex are set under OutboxShared->lock; the
+ * state, counters and figures under the slot's mutex.
  */
 typedef struct OutboxSlot
 {
 	Oid			dboid;			/* InvalidOid: slot is free */
-	pid_t		pid;			/* relay's pid, 0 when not running */
-	Latch	   *latch;			/* relay's latch, NULL when not running */
+	OutboxWorker relay;
+	OutboxWorker consumer;
 	bool		no_extension;	/* relay found no extension and exited */
-	bool		launching;		/* registered, not yet attached */
 	bool		dropping;		/* DROP DATABASE stopped it: do not restart */
-	TimestampTz launched_at;	/* when last registered; 0 once its exit was seen */
-	TimestampTz restart_at;		/* not to be started again before this */
-	int			quick_exits;	/* exits soon after start, in a row */
+	/* the database has subscriptions: run its consumer */
+	bool		consumer_wanted;
+	/* bumped at every commit that changed a subscription */
+	uint32		subscriptions_gen;
 
 	slock_t		mutex;
 	OutboxRelayState state;
@@ -85,6 +107,12 @@ extern bool outbox_shmem_ready(void);
 extern OutboxSlot *outbox_slot_for_database(Oid dboid);
 extern void outbox_wake_relay_of_database(Oid dboid, bool release_waiting);
 extern bool outbox_slot_take_release(OutboxSlot *slot);
+extern OutboxWorker *outbox_slot_worker(OutboxSlot *slot, OutboxWorkerKind kind);
+extern OutboxSlot *outbox_slot_attach(int slotno, Oid dboid, OutboxWorkerKind kind);
+extern void outbox_slot_detach(OutboxSlot *slot, OutboxWorkerKind kind);
+extern void outbox_wake_consumer_of_database(Oid dboid);
+extern bool outbox_slot_release_consumer(OutboxSlot *slot, uint32 gen);
+extern uint32 outbox_slot_subscriptions_gen(OutboxSlot *slot);
 extern void outbox_request_relay(Oid dboid);
 extern void outbox_stop_relay_for_drop(Oid dboid);
 extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);

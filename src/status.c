@@ -236,7 +236,7 @@ outbox_relay_stats(PG_FUNCTION_ARGS)
 
 		LWLockAcquire(outbox_shared->lock, LW_SHARED);
 		dboid = slot->dboid;
-		pid = slot->pid;
+		pid = slot->relay.pid;
 		no_extension = slot->no_extension;
 		LWLockRelease(outbox_shared->lock);
 		if (!OidIsValid(dboid) || no_extension)

@@ -17,8 +17,8 @@
  * table's owner with search_path pinned (spiutil.c), under a SHARE ROW
  * EXCLUSIVE lock so that two calls for one consumer go one after the other.
  *
- * Consuming (the workers that read the subscriptions) is still to come:
- * issue 15 lands in slices, and this is the first.
+ * Each change wakes the database's consumer at commit (consumer.c), which
+ * reads the subscriptions again; the launcher starts one when none runs.
  *
  *-------------------------------------------------------------------------
  */
@@ -168,6 +168,33 @@ subscription_run_as(text *consumer, Oid caller)
 	return run_as;
 }
 
+/*
+ * As the table's owner: the group is no other subscription's here.  The
+ * database stores one offset per group and partition, so two subscriptions
+ * of one group would store each other's.
+ */
+static void
+subscription_check_group(text *consumer, text *group_id)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {PointerGetDatum(consumer), PointerGetDatum(group_id)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT s.consumer FROM outbox.subscriptions s"
+							  " WHERE s.group_id = $2 AND s.consumer <> $1",
+							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read outbox.subscriptions");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("group \"%s\" is already subscription \"%s\"'s",
+						text_to_cstring(group_id),
+						TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull))),
+				 errdetail("A database stores one offset per group and partition, so each of its subscriptions has a group of its own."),
+				 errhint("Give group_id another value, or subscribe in another database to share the group's partitions.")));
+}
+
 /* a positive interval a, and b not below it */
 static void
 subscription_check_backoff(Datum min, Datum max)
@@ -244,6 +271,7 @@ outbox_subscribe(PG_FUNCTION_ARGS)
 	rel = subscriptions_open();
 	nest = outbox_as_owner(rel->rd_rel->relowner, &save_user, &save_sec);
 	(void) subscription_run_as(consumer, caller);
+	subscription_check_group(consumer, group_id);
 	args[0] = PointerGetDatum(consumer);
 	args[1] = PointerGetDatum(group_id);
 	args[2] = PG_GETARG_DATUM(1);
@@ -274,6 +302,7 @@ outbox_subscribe(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not write outbox.subscriptions");
 	outbox_as_caller(nest, save_user, save_sec);
 	table_close(rel, NoLock);
+	outbox_wake_consumer_at_commit();
 	PG_RETURN_VOID();
 }
 
@@ -305,6 +334,8 @@ subscription_change(FunctionCallInfo fcinfo, const char *sql, int expected)
 			elog(ERROR, "could not write outbox.subscriptions");
 		changed = SPI_processed > 0;
 	}
+	if (changed)
+		outbox_wake_consumer_at_commit();
 	outbox_as_caller(nest, save_user, save_sec);
 	table_close(rel, NoLock);
 	return changed;
@@ -345,4 +376,20 @@ outbox_resume_consumer(PG_FUNCTION_ARGS)
 									   " SET paused = false, updated_at = pg_catalog.now()"
 									   " WHERE s.consumer = $1 AND s.paused",
 									   SPI_OK_UPDATE));
+}
+
+/*
+ * Has this database any subscription?  For the relay at its start, with SPI
+ * connected: a database at 1.1 has none.
+ */
+bool
+outbox_has_subscriptions(void)
+{
+	Oid			nsp = get_namespace_oid("outbox", true);
+
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("subscriptions", nsp)))
+		return false;
+	if (SPI_execute("SELECT FROM outbox.subscriptions LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read outbox.subscriptions");
+	return SPI_processed > 0;
 }

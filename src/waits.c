@@ -24,7 +24,7 @@ outbox_wait_event(OutboxWait kind)
 	static uint32 events[OUTBOX_NWAITS];
 	static const char *const names[OUTBOX_NWAITS] = {
 		"OutboxRelayIdle", "OutboxRelayDelivery", "OutboxRelayQueueFull",
-		"OutboxLauncherMain", "OutboxDropDatabase"
+		"OutboxLauncherMain", "OutboxDropDatabase", "OutboxConsumerIdle"
 	};
 
 	if (events[kind] == 0)
