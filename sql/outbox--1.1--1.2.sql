@@ -575,3 +575,12 @@ COMMENT ON COLUMN @extschema@.consumer_dead_letters.headers IS 'The record''s he
 COMMENT ON COLUMN @extschema@.consumer_dead_letters.error_code IS 'SQLSTATE of the last error';
 REVOKE ALL ON @extschema@.consumer_dead_letters FROM PUBLIC;
 GRANT SELECT ON @extschema@.consumer_dead_letters TO outbox_admin;
+
+CREATE FUNCTION @extschema@.replay_consumer_dead_letters(consumer text, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_replay_consumer_dead_letters';
+COMMENT ON FUNCTION @extschema@.replay_consumer_dead_letters(text, bigint[]) IS
+    'Run a subscription''s dead letters (those of ids, or all) through its handler again, in this transaction; returns how many were applied, the rest stay with their new error';
+REVOKE ALL ON FUNCTION @extschema@.replay_consumer_dead_letters(text, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.replay_consumer_dead_letters(text, bigint[]) TO outbox_subscriber;

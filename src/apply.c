@@ -68,23 +68,8 @@
 #include "inbox.h"
 #include "jsonformat.h"
 #include "outbox.h"
+#include "record.h"
 #include "spiutil.h"
-
-/* Columns of outbox.message */
-enum
-{
-	MSG_TOPIC,
-	MSG_PARTITION,
-	MSG_OFFSET,
-	MSG_KEY,
-	MSG_PAYLOAD,
-	MSG_VALUE,
-	MSG_HEADERS,
-	MSG_EVENT_ID,
-	MSG_EVENT_TYPE,
-	MSG_TIME,
-	MSG_NATTS
-};
 
 /* What a batch did to one partition, taken over after the commit */
 typedef struct ApplyOutcome
@@ -103,19 +88,6 @@ typedef struct ApplyOutcome
 	TimestampTz last_time;
 	bool		has_time;
 } ApplyOutcome;
-
-/* A message's text fields, NULL where absent or not valid text */
-typedef struct ApplyRecord
-{
-	char	   *key;
-	char	   *event_id;
-	char	   *event_type;
-	char	   *ce_time;
-	Datum		headers;
-	bool		headers_null;
-	TimestampTz time;			/* outbox.message's time */
-	bool		has_time;
-} ApplyRecord;
 
 static SPIPlanPtr offsets_plan = NULL;
 static SPIPlanPtr dead_letter_plan = NULL;
@@ -144,187 +116,6 @@ static const char *const dead_letter_sql =
 "  event_id, event_type, time, error, error_code, attempts, first_failed_at, failed_at)"
 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
 "         pg_catalog.now())";
-
-/*
- * bytes as text of the database's encoding, or NULL when they are not
- * (invalid, or holding a NUL byte).
- */
-static char *
-apply_text(const void *bytes, size_t len)
-{
-	if (bytes == NULL || len > MaxAllocSize - 1 ||
-		memchr(bytes, '\0', len) != NULL ||
-		!pg_verify_mbstr(GetDatabaseEncoding(), bytes, (int) len, true))
-		return NULL;
-	return pnstrdup(bytes, len);
-}
-
-/*
- * The record's headers as a jsonb object of strings (a header that is not
- * text is null; of repeated names the last counts), and the CloudEvents
- * attributes outbox.message has columns for.
- */
-static void
-apply_headers(const rd_kafka_message_t *msg, ApplyRecord *rec)
-{
-	rd_kafka_headers_t *hdrs = NULL;
-	StringInfoData buf;
-	const char *name;
-	const void *value;
-	size_t		size;
-	size_t		i;
-
-	if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-		rd_kafka_header_cnt(hdrs) == 0)
-	{
-		rec->headers_null = true;
-		return;
-	}
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) ==
-		 RD_KAFKA_RESP_ERR_NO_ERROR; i++)
-	{
-		char	   *text_name = apply_text(name, strlen(name));
-		char	   *text_value = apply_text(value, size);
-
-		if (text_name == NULL)
-			continue;
-		if (buf.len > 1)
-			appendStringInfoChar(&buf, ',');
-		escape_json(&buf, text_name);
-		appendStringInfoChar(&buf, ':');
-		if (text_value == NULL)
-			appendStringInfoString(&buf, "null");
-		else
-			escape_json(&buf, text_value);
-		if (text_value == NULL)
-			continue;
-		if (strcmp(text_name, "ce_id") == 0)
-			rec->event_id = text_value;
-		else if (strcmp(text_name, "ce_type") == 0)
-			rec->event_type = text_value;
-		else if (strcmp(text_name, "ce_time") == 0)
-			rec->ce_time = text_value;
-	}
-	appendStringInfoChar(&buf, '}');
-	rec->headers = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
-	rec->headers_null = false;
-}
-
-/*
- * The value as jsonb when it is JSON text, else NULL (false).
- */
-static bool
-apply_payload(const rd_kafka_message_t *msg, Datum *payload)
-{
-	char	   *text = apply_text(msg->payload, msg->len);
-	JsonLexContext *lex;
-	JsonParseErrorType err;
-
-	if (text == NULL || msg->len == 0)
-		return false;
-#if PG_VERSION_NUM >= 170000
-	lex = makeJsonLexContextCstringLen(NULL, text, (int) msg->len, GetDatabaseEncoding(), true);
-#else
-	lex = makeJsonLexContextCstringLen(text, (int) msg->len, GetDatabaseEncoding(), true);
-#endif
-	err = pg_parse_json(lex, &nullSemAction);
-	if (err != JSON_SUCCESS)
-		return false;
-	*payload = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
-	return true;
-}
-
-/*
- * The message's time: ce_time when it is an RFC 3339 date-time, else the
- * record's timestamp; false when neither.
- */
-static bool
-apply_time(const rd_kafka_message_t *msg, const ApplyRecord *rec, TimestampTz *ts)
-{
-	rd_kafka_timestamp_type_t type;
-	int64		ms;
-
-	if (rec->ce_time != NULL &&
-		outbox_json_format_check(JSON_FORMAT_DATE_TIME, rec->ce_time, strlen(rec->ce_time)))
-	{
-		*ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-													  CStringGetDatum(rec->ce_time),
-													  ObjectIdGetDatum(InvalidOid),
-													  Int32GetDatum(-1)));
-		return true;
-	}
-	ms = rd_kafka_message_timestamp(msg, &type);
-	if (type == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0)
-		return false;
-	*ts = (TimestampTz) ((ms - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
-						  SECS_PER_DAY * 1000) * 1000);
-	return true;
-}
-
-/* Bytes as a bytea Datum */
-static Datum
-apply_bytea(const void *bytes, size_t len)
-{
-	bytea	   *b = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), bytes, len);
-	return PointerGetDatum(b);
-}
-
-/*
- * The message as an outbox.message Datum, with its text fields and time in
- * rec, which is filled as far as it got when this throws.
- */
-static Datum
-apply_message(TupleDesc desc, const rd_kafka_message_t *msg, ApplyRecord *rec)
-{
-	Datum		values[MSG_NATTS];
-	bool		nulls[MSG_NATTS];
-
-	memset(nulls, 0, sizeof(nulls));
-	memset(rec, 0, sizeof(ApplyRecord));
-	rec->headers_null = true;
-	apply_headers(msg, rec);
-	rec->key = msg->key ? apply_text(msg->key, msg->key_len) : NULL;
-
-	values[MSG_TOPIC] = CStringGetTextDatum(rd_kafka_topic_name(msg->rkt));
-	values[MSG_PARTITION] = Int32GetDatum(msg->partition);
-	values[MSG_OFFSET] = Int64GetDatum(msg->offset);
-	values[MSG_KEY] = rec->key ? CStringGetTextDatum(rec->key) : (Datum) 0;
-	nulls[MSG_KEY] = (rec->key == NULL);
-	nulls[MSG_PAYLOAD] = !apply_payload(msg, &values[MSG_PAYLOAD]);
-	if (msg->payload != NULL)
-		values[MSG_VALUE] = apply_bytea(msg->payload, msg->len);
-	nulls[MSG_VALUE] = (msg->payload == NULL);
-	values[MSG_HEADERS] = rec->headers;
-	nulls[MSG_HEADERS] = rec->headers_null;
-	values[MSG_EVENT_ID] = rec->event_id ? CStringGetTextDatum(rec->event_id) : (Datum) 0;
-	nulls[MSG_EVENT_ID] = (rec->event_id == NULL);
-	values[MSG_EVENT_TYPE] = rec->event_type ? CStringGetTextDatum(rec->event_type) : (Datum) 0;
-	nulls[MSG_EVENT_TYPE] = (rec->event_type == NULL);
-	rec->has_time = apply_time(msg, rec, &rec->time);
-	nulls[MSG_TIME] = !rec->has_time;
-	values[MSG_TIME] = TimestampTzGetDatum(rec->time);
-	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-}
-
-/*
- * The inbox id of a message: its ce_id, else where Kafka wrote it.
- */
-static Datum
-apply_inbox_id(const rd_kafka_message_t *msg, const ApplyRecord *rec)
-{
-	char	   *id;
-
-	if (rec->event_id != NULL && rec->event_id[0] != '\0')
-		return outbox_inbox_text_id(rec->event_id, strlen(rec->event_id));
-	id = psprintf("%s/%d/" INT64_FORMAT, rd_kafka_topic_name(msg->rkt),
-				  msg->partition, msg->offset);
-	return outbox_inbox_text_id(id, strlen(id));
-}
 
 /*
  * Call the handler with the message, as the subscription's role.
@@ -364,9 +155,8 @@ apply_text_arg(const char *s, char *nulls, int i)
  * Store a message the handler failed on for the last time.
  */
 static void
-apply_dead_letter(ConsumerSubscription *sub, const rd_kafka_message_t *msg,
-				  const ApplyRecord *rec, ErrorData *edata, int attempts,
-				  TimestampTz first_failed_at)
+apply_dead_letter(ConsumerSubscription *sub, const OutboxRecord *rec,
+				  ErrorData *edata, int attempts, TimestampTz first_failed_at)
 {
 	Oid			argtypes[15] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID,
 		BYTEAOID, BYTEAOID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
@@ -381,13 +171,13 @@ apply_dead_letter(ConsumerSubscription *sub, const rd_kafka_message_t *msg,
 	nulls[15] = '\0';
 	args[0] = CStringGetTextDatum(sub->consumer);
 	args[1] = CStringGetTextDatum(sub->group_id);
-	args[2] = CStringGetTextDatum(rd_kafka_topic_name(msg->rkt));
-	args[3] = Int32GetDatum(msg->partition);
-	args[4] = Int64GetDatum(msg->offset);
-	args[5] = msg->key ? apply_bytea(msg->key, msg->key_len) : (Datum) 0;
-	nulls[5] = msg->key ? ' ' : 'n';
-	args[6] = msg->payload ? apply_bytea(msg->payload, msg->len) : (Datum) 0;
-	nulls[6] = msg->payload ? ' ' : 'n';
+	args[2] = CStringGetTextDatum(rec->topic);
+	args[3] = Int32GetDatum(rec->partition);
+	args[4] = Int64GetDatum(rec->offset);
+	args[5] = rec->key_bytes ? outbox_record_bytea(rec->key_bytes, rec->key_len) : (Datum) 0;
+	nulls[5] = rec->key_bytes ? ' ' : 'n';
+	args[6] = rec->value ? outbox_record_bytea(rec->value, rec->value_len) : (Datum) 0;
+	nulls[6] = rec->value ? ' ' : 'n';
 	args[7] = rec->headers;
 	nulls[7] = rec->headers_null ? 'n' : ' ';
 	args[8] = apply_text_arg(rec->event_id, nulls, 8);
@@ -503,6 +293,50 @@ apply_outcome_for(ConsumerSubscription *sub, const rd_kafka_message_t *msg,
 }
 
 /*
+ * In a savepoint of its own: mark the record received in the inbox and,
+ * when it is new, call the handler with it.  NULL when that went well (*first
+ * says whether the handler ran), else the error, copied into err_cxt (the
+ * savepoint then rolled back).
+ */
+ErrorData *
+outbox_apply_record(ConsumerSubscription *sub, TupleDesc desc, FmgrInfo *flinfo,
+					Datum ttl, const OutboxRecord *rec, bool *first,
+					MemoryContext err_cxt)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		*first = outbox_inbox_mark(CStringGetTextDatum(sub->consumer),
+								   outbox_record_inbox_id(rec), ttl);
+		if (*first)
+		{
+			if (rec->event_id != NULL)
+				outbox_causation_received(rec->event_id, NULL);
+			apply_call_handler(sub, flinfo, outbox_record_message(desc, rec));
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(err_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
  * Apply one message in a savepoint of its own.  The outcome says what
  * happened: applied or a duplicate (next moves on), failed (blocked, to be
  * rewound), or failed for the last time (dead-lettered, next moves on).
@@ -513,41 +347,12 @@ apply_one(ConsumerSubscription *sub, TupleDesc desc, FmgrInfo *flinfo,
 		  MemoryContext msg_cxt)
 {
 	MemoryContext batch_cxt = MemoryContextSwitchTo(msg_cxt);
-	ResourceOwner owner = CurrentResourceOwner;
-	ApplyRecord rec;
-	volatile bool first = false;
-	ErrorData  *volatile edata = NULL;
+	OutboxRecord rec;
+	bool		first;
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(msg_cxt);
-	memset(&rec, 0, sizeof(rec));
-	PG_TRY();
-	{
-		Datum		message = apply_message(desc, msg, &rec);
-
-		first = outbox_inbox_mark(CStringGetTextDatum(sub->consumer),
-								  apply_inbox_id(msg, &rec), ttl);
-		if (first)
-		{
-			if (rec.event_id != NULL)
-				outbox_causation_received(rec.event_id, NULL);
-			apply_call_handler(sub, flinfo, message);
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(msg_cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(batch_cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(msg_cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_END_TRY();
-
+	outbox_record_from_kafka(&rec, msg);
+	edata = outbox_apply_record(sub, desc, flinfo, ttl, &rec, &first, batch_cxt);
 	if (edata == NULL)
 	{
 		if (first)
@@ -585,30 +390,17 @@ apply_one(ConsumerSubscription *sub, TupleDesc desc, FmgrInfo *flinfo,
 	}
 	/* for the last time: keep it whole with its error, and go on */
 	MemoryContextSwitchTo(msg_cxt);
-	apply_dead_letter(sub, msg, &rec, edata, out->attempts, out->first_failed_at);
+	apply_dead_letter(sub, &rec, edata, out->attempts, out->first_failed_at);
 	MemoryContextSwitchTo(batch_cxt);
 	ereport(LOG,
 			(errmsg("outbox consumer \"%s\": message at offset " INT64_FORMAT " of partition %d of topic \"%s\" moved to outbox.consumer_dead_letters after %d attempts",
-					sub->consumer, msg->offset, msg->partition,
-					rd_kafka_topic_name(msg->rkt), out->attempts),
+					sub->consumer, rec.offset, rec.partition, rec.topic, out->attempts),
 			 errdetail("The last error was: %s", out->last_error)));
 	out->dead_lettered++;
 	out->next = msg->offset + 1;
 	out->failing = -1;
 	out->attempts = 0;
 	FreeErrorData(edata);
-}
-
-/*
- * The outbox.message type of this database.
- */
-static Oid
-apply_message_type(void)
-{
-	Oid			nsp = get_namespace_oid("outbox", false);
-
-	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-						   CStringGetDatum("message"), ObjectIdGetDatum(nsp));
 }
 
 /*
@@ -623,7 +415,7 @@ outbox_apply_check(ConsumerSubscription *sub)
 	HeapTuple	tup;
 	Form_pg_proc proc;
 	Oid			subscriber = get_role_oid("outbox_subscriber", true);
-	Oid			message_type = apply_message_type();
+	Oid			message_type = outbox_message_type();
 	char	   *problem = NULL;
 
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(sub->run_as)))
@@ -693,8 +485,7 @@ outbox_apply_batch(ConsumerSubscription *sub, rd_kafka_message_t **msgs, int nms
 		pgstat_report_activity(STATE_IDLE, NULL);
 		return false;
 	}
-	desc = lookup_rowtype_tupdesc_copy(apply_message_type(), -1);
-	BlessTupleDesc(desc);
+	desc = outbox_message_desc();
 	fmgr_info(sub->handler, &flinfo);
 	ttl = outbox_inbox_default_ttl();
 	outcomes = palloc(sizeof(ApplyOutcome) * nmsgs);

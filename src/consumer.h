@@ -17,7 +17,9 @@
 #include "datatype/timestamp.h"
 #include "utils/hsearch.h"
 
+#include "access/tupdesc.h"
 #include "fetch.h"
+#include "record.h"
 
 /* Kafka's longest topic name, and room for its terminator */
 #define OUTBOX_TOPIC_BUFSIZE 256
@@ -74,5 +76,9 @@ typedef struct ConsumerSubscription
 extern bool outbox_apply_batch(ConsumerSubscription *sub,
 							   rd_kafka_message_t **msgs, int nmsgs);
 extern char *outbox_apply_check(ConsumerSubscription *sub);
+extern ErrorData *outbox_apply_record(ConsumerSubscription *sub, TupleDesc desc,
+									  FmgrInfo *flinfo, Datum ttl,
+									  const OutboxRecord *rec, bool *first,
+									  MemoryContext err_cxt);
 
 #endif							/* OUTBOX_CONSUMER_H */

@@ -42,7 +42,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "consumer.h"
+#include "inbox.h"
 #include "outbox.h"
+#include "record.h"
 #include "spiutil.h"
 #include "userfunc.h"
 
@@ -57,6 +60,7 @@ PG_FUNCTION_INFO_V1(outbox_subscribe);
 PG_FUNCTION_INFO_V1(outbox_unsubscribe);
 PG_FUNCTION_INFO_V1(outbox_pause_consumer);
 PG_FUNCTION_INFO_V1(outbox_resume_consumer);
+PG_FUNCTION_INFO_V1(outbox_replay_consumer_dead_letters);
 
 /* outbox.subscriptions, locked; an ERROR when the database is at 1.1 */
 static Relation
@@ -124,10 +128,7 @@ subscription_check_topics(FunctionCallInfo fcinfo)
 static void
 subscription_check_handler(Oid fn)
 {
-	Oid			message_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-											   CStringGetDatum("message"),
-											   ObjectIdGetDatum(get_namespace_oid("outbox", false)));
-	Oid			owner = outbox_check_user_function(fn, message_type, VOIDOID,
+	Oid			owner = outbox_check_user_function(fn, outbox_message_type(), VOIDOID,
 												   "handler must be a function (outbox.message) RETURNS void",
 												   "It is called once for each message, in the transaction that stores the message's offset.");
 
@@ -376,6 +377,153 @@ outbox_resume_consumer(PG_FUNCTION_ARGS)
 									   " SET paused = false, updated_at = pg_catalog.now()"
 									   " WHERE s.consumer = $1 AND s.paused",
 									   SPI_OK_UPDATE));
+}
+
+/* bytea column i of a row, or NULL; *len its length */
+static const char *
+replay_bytes(HeapTuple tuple, TupleDesc desc, int i, size_t *len)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, i, &isnull);
+	bytea	   *b;
+
+	*len = 0;
+	if (isnull)
+		return NULL;
+	b = DatumGetByteaPP(d);
+	*len = VARSIZE_ANY_EXHDR(b);
+	return VARDATA_ANY(b);
+}
+
+/* text column i of a row, or NULL */
+static char *
+replay_text(HeapTuple tuple, TupleDesc desc, int i)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, i, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * outbox.replay_consumer_dead_letters(consumer text, ids bigint[])
+ *	RETURNS bigint
+ *
+ * Run the subscription's dead letters (those of ids, or all) through its
+ * handler again, oldest first, in the caller's transaction, each in a
+ * savepoint: the inbox is asked first as for any message (one whose event
+ * was applied meanwhile is only removed), and each applied is removed.  One
+ * that fails again stays, with the new error and one attempt more.
+ * Returns how many were applied.  Only a role with the privileges of the
+ * role that subscribed may, and the handler runs as that role.
+ */
+Datum
+outbox_replay_consumer_dead_letters(PG_FUNCTION_ARGS)
+{
+	text	   *consumer = outbox_text_arg(fcinfo, 0, "consumer", OUTBOX_MAX_CONSUMER_LEN);
+	Relation	rel;
+	Oid			save_user;
+	int			save_sec;
+	int			nest;
+	ConsumerSubscription sub;
+	SPITupleTable *letters;
+	uint64		nletters;
+	char	   *problem;
+	TupleDesc	desc;
+	FmgrInfo	flinfo;
+	Datum		ttl;
+	int64		replayed = 0;
+	Oid			argtypes[2] = {TEXTOID, INT8ARRAYOID};
+	Datum		args[2];
+	bool		isnull;
+	uint64		i;
+
+	outbox_require_preload();
+	PreventCommandIfReadOnly("outbox.replay_consumer_dead_letters()");
+	rel = subscriptions_open();
+	nest = outbox_as_owner(rel->rd_rel->relowner, &save_user, &save_sec);
+	memset(&sub, 0, sizeof(sub));
+	sub.run_as = subscription_run_as(consumer, save_user);
+	if (!OidIsValid(sub.run_as))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("subscription \"%s\" does not exist", text_to_cstring(consumer)),
+				 errhint("Its handler is needed to replay its dead letters: subscribe again first.")));
+	args[0] = PointerGetDatum(consumer);
+	if (SPI_execute_with_args("SELECT s.group_id, s.handler::pg_catalog.oid FROM outbox.subscriptions s"
+							  " WHERE s.consumer = $1", 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read outbox.subscriptions");
+	sub.consumer = text_to_cstring(consumer);
+	sub.group_id = replay_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	sub.handler = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 2, &isnull));
+	problem = outbox_apply_check(&sub);
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("subscription \"%s\" cannot be applied: %s", sub.consumer, problem)));
+
+	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	if (SPI_execute_with_args("SELECT d.id, d.topic, d.partition, d.\"offset\", d.key, d.value,"
+							  "       d.headers, d.event_id, d.event_type, d.time"
+							  "  FROM outbox.consumer_dead_letters d"
+							  " WHERE d.consumer = $1 AND ($2 IS NULL OR d.id = ANY ($2))"
+							  " ORDER BY d.id FOR UPDATE",
+							  2, argtypes, args, PG_ARGISNULL(1) ? " n" : "  ", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read outbox.consumer_dead_letters");
+	letters = SPI_tuptable;
+	nletters = SPI_processed;
+	desc = outbox_message_desc();
+	fmgr_info(sub.handler, &flinfo);
+	ttl = outbox_inbox_default_ttl();
+
+	for (i = 0; i < nletters; i++)
+	{
+		HeapTuple	tuple = letters->vals[i];
+		TupleDesc	ldesc = letters->tupdesc;
+		OutboxRecord rec;
+		ErrorData  *edata;
+		bool		first;
+		Oid			ltypes[3] = {INT8OID, TEXTOID, TEXTOID};
+		Datum		largs[3];
+
+		memset(&rec, 0, sizeof(rec));
+		largs[0] = SPI_getbinval(tuple, ldesc, 1, &isnull);
+		rec.topic = replay_text(tuple, ldesc, 2);
+		rec.partition = DatumGetInt32(SPI_getbinval(tuple, ldesc, 3, &isnull));
+		rec.offset = DatumGetInt64(SPI_getbinval(tuple, ldesc, 4, &isnull));
+		rec.key_bytes = replay_bytes(tuple, ldesc, 5, &rec.key_len);
+		rec.value = replay_bytes(tuple, ldesc, 6, &rec.value_len);
+		rec.headers = SPI_getbinval(tuple, ldesc, 7, &rec.headers_null);
+		rec.event_id = replay_text(tuple, ldesc, 8);
+		rec.event_type = replay_text(tuple, ldesc, 9);
+		rec.time = DatumGetTimestampTz(SPI_getbinval(tuple, ldesc, 10, &isnull));
+		rec.has_time = !isnull;
+
+		edata = outbox_apply_record(&sub, desc, &flinfo, ttl, &rec, &first,
+									CurrentMemoryContext);
+		if (edata == NULL)
+		{
+			if (SPI_execute_with_args("DELETE FROM outbox.consumer_dead_letters d WHERE d.id = $1",
+									  1, ltypes, largs, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not delete from outbox.consumer_dead_letters");
+			replayed += first ? 1 : 0;
+			continue;
+		}
+		largs[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
+		largs[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+		if (SPI_execute_with_args("UPDATE outbox.consumer_dead_letters d"
+								  "   SET attempts = d.attempts OPERATOR(pg_catalog.+) 1,"
+								  "       error = $2, error_code = $3, failed_at = pg_catalog.now()"
+								  " WHERE d.id = $1",
+								  3, ltypes, largs, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update outbox.consumer_dead_letters");
+		FreeErrorData(edata);
+	}
+	outbox_as_caller(nest, save_user, save_sec);
+	table_close(rel, NoLock);
+	PG_RETURN_INT64(replayed);
 }
 
 /*

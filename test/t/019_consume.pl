@@ -164,5 +164,126 @@ ok(wait_applied('payments', 9001), 'B applied all after the brokers came back');
 fault_line('brokers down 3 s', 'payments', 9001);
 note("applied while the brokers were down: $during");
 
+# A second member of the group in another database ------------------------------------------
+
+$b->safe_psql('postgres', q{CREATE DATABASE b2 OWNER billing});
+$b->safe_psql('b2', q{
+CREATE EXTENSION outbox;
+SET ROLE billing;
+CREATE SCHEMA billing;
+CREATE TABLE billing.applied (n bigserial PRIMARY KEY, key text, seq int, event_id text, topic text);
+CREATE FUNCTION billing.on_payment(m outbox.message) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO billing.applied (key, seq, event_id, topic)
+    VALUES (m.key, (m.payload->>'seq')::int, m.event_id, m.topic)
+$$;
+SELECT outbox.subscribe(consumer => 'billing', topics => '{payments}', group_id => 'billing',
+                        handler => 'billing.on_payment(outbox.message)');
+});
+ok($b->poll_query_until('b2', q{SELECT count(*) > 0 FROM outbox.consumer_offsets}),
+	'the member in database b2 was given partitions');
+publish('payments', 9001, 2000, 50);
+ok(wait_drained($a), 'A delivered 2000 more');
+sub ids_of
+{
+	my ($db) = @_;
+	return split /\n/, $b->safe_psql($db, q{SELECT event_id FROM billing.applied WHERE topic = 'payments'});
+}
+ok($b->poll_query_until('postgres', q{SELECT true}) && do {
+	my $deadline = time + 120;
+	my $n;
+	do { my %u = map { $_ => 1 } (ids_of('postgres'), ids_of('b2')); $n = keys %u; sleep 1 if $n < 11001; }
+	  while ($n < 11001 && time < $deadline);
+	$n >= 11001;
+}, 'the two databases applied every event between them');
+{
+	my @pg = ids_of('postgres');
+	my @b2 = ids_of('b2');
+	my %in_pg = map { $_ => 1 } @pg;
+	my $both = grep { $in_pg{$_} } @b2;
+	my %u = map { $_ => 1 } (@pg, @b2);
+	my %d = map { $_ => 1 } @b2;
+	my $dups = (@pg - keys %in_pg) + (@b2 - keys %d) + $both;
+	push @fault_table, sprintf("%-34s %9d %8d %11d %5d", 'rebalance: a member in database b2', 11001, scalar(keys %u), $dups, 11001 - keys %u);
+	is($dups, 0, 'rebalance: no event applied twice, in either database or across them');
+	is(11001 - keys %u, 0, 'rebalance: none lost');
+	cmp_ok(scalar(@b2), '>', 0, 'the member in b2 applied some');
+	is($b->safe_psql('b2', q{SELECT count(*) FILTER (WHERE seq <= prev) FROM (
+	    SELECT seq, lag(seq) OVER (PARTITION BY key ORDER BY n) AS prev FROM billing.applied) x}),
+		'0', 'b2 applied every key in publish order');
+}
+$b->safe_psql('b2', q{SET ROLE billing; SELECT outbox.unsubscribe('billing')});
+ok($b->poll_query_until('b2', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'outbox consumer' AND datname = 'b2'}),
+	'the consumer of b2 exits with its last subscription');
+
+# A poison message --------------------------------------------------------------------------
+
+$b->safe_psql('postgres', q{
+SET ROLE billing;
+CREATE TABLE billing.fixed (ok boolean);
+CREATE TABLE billing.orders (n bigserial, key text, seq int, event_id text);
+CREATE FUNCTION billing.on_order(m outbox.message) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF (m.payload->>'poison')::boolean AND NOT EXISTS (SELECT FROM billing.fixed) THEN
+        RAISE EXCEPTION 'cannot apply order %', m.payload->>'seq';
+    END IF;
+    INSERT INTO billing.orders (key, seq, event_id) VALUES (m.key, (m.payload->>'seq')::int, m.event_id);
+END $$;
+SELECT outbox.subscribe(consumer => 'ledger', topics => '{orders}',
+                        handler => 'billing.on_order(outbox.message)',
+                        max_attempts => 3, backoff_min => '100 ms', backoff_max => '200 ms');
+});
+$a->safe_psql('postgres', q{
+SELECT outbox.publish('orders', jsonb_build_object('seq', s, 'poison', s = 50), key => 'k' || (s % 5))
+  FROM generate_series(1, 100) s});
+ok(wait_drained($a), 'A delivered 100 orders');
+ok($b->poll_query_until('postgres', q{SELECT count(*) = 99 FROM billing.orders}),
+	'every order but the poison one applied');
+is($b->safe_psql('postgres', q{
+SELECT attempts || ' ' || error || ' ' || (event_id IS NOT NULL) || ' ' || (convert_from(value, 'UTF8')::jsonb->>'poison')
+  FROM outbox.consumer_dead_letters WHERE consumer = 'ledger'}),
+	'3 cannot apply order 50 true true', 'the poison message is a consumer dead letter after 3 attempts, whole, with its error');
+is($b->safe_psql('postgres', q{
+SELECT sum(failed) || ' ' || sum(dead_lettered) || ' ' || sum(processed) FROM outbox.consumer_offsets WHERE group_id = 'ledger'}),
+	'3 1 99', 'consumer_offsets counts 3 failed attempts, 1 dead letter, 99 processed');
+is($b->safe_psql('postgres', q{SELECT count(*) FROM billing.orders WHERE key = 'k0' AND seq > 50}),
+	'10', 'the later orders of its key went on');
+$b->safe_psql('postgres', q{CREATE ROLE stranger LOGIN; GRANT outbox_subscriber TO stranger});
+my ($ret, $out, $err) = $b->psql('postgres', q{SET ROLE stranger; SELECT outbox.replay_consumer_dead_letters('ledger')});
+like($err, qr/subscription "ledger" belongs to role "billing"/, 'another role may not replay them');
+is($b->safe_psql('postgres', q{SET ROLE billing; SELECT outbox.replay_consumer_dead_letters('ledger')}),
+	'0', 'a replay before the fix applies nothing');
+is($b->safe_psql('postgres', q{SELECT attempts FROM outbox.consumer_dead_letters WHERE consumer = 'ledger'}),
+	'4', 'and counts one attempt more');
+is($b->safe_psql('postgres', q{SET ROLE billing; INSERT INTO billing.fixed VALUES (true);
+SELECT outbox.replay_consumer_dead_letters('ledger')}), '1', 'after the fix the replay applies it');
+is($b->safe_psql('postgres', q{SELECT count(*) || ' ' || count(DISTINCT event_id) FROM billing.orders}),
+	'100 100', 'once');
+is($b->safe_psql('postgres', q{SELECT count(*) FROM outbox.consumer_dead_letters}), '0', 'no dead letter left');
+is($b->safe_psql('postgres', q{SET ROLE billing; SELECT outbox.replay_consumer_dead_letters('ledger')}),
+	'0', 'replaying again applies nothing');
+
+# A handler dropped: nothing is consumed (nor dead-lettered) until it is back ----------------------
+
+$b->safe_psql('postgres', q{SET ROLE billing; DROP FUNCTION billing.on_order(outbox.message)});
+$a->safe_psql('postgres', q{
+SELECT outbox.publish('orders', jsonb_build_object('seq', s), key => 'k' || (s % 5)) FROM generate_series(101, 120) s});
+ok(wait_drained($a), 'A delivered 20 orders more');
+ok($b->poll_query_until('postgres', q{SELECT true FROM pg_sleep(2)}), 'two seconds later');
+is($b->safe_psql('postgres', q{SELECT count(*) FROM billing.orders}), '100', 'nothing applied without the handler');
+is($b->safe_psql('postgres', q{SELECT count(*) FROM outbox.consumer_dead_letters}), '0', 'nothing dead-lettered either');
+ok($b->log_contains(qr/outbox consumer "ledger" in database "postgres" does not consume: handler \(OID \d+\) no longer exists/),
+	'the log says why');
+$b->safe_psql('postgres', q{
+SET ROLE billing;
+CREATE FUNCTION billing.on_order2(m outbox.message) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO billing.orders (key, seq, event_id) VALUES (m.key, (m.payload->>'seq')::int, m.event_id) $$;
+SELECT outbox.subscribe(consumer => 'ledger', topics => '{orders}', handler => 'billing.on_order2(outbox.message)');
+});
+ok($b->poll_query_until('postgres', q{SELECT count(*) = 120 FROM billing.orders}),
+	'subscribed again with a new handler, the rest is applied from the stored offsets');
+is($b->safe_psql('postgres', q{SELECT count(DISTINCT event_id) FROM billing.orders}), '120', 'each once');
+
 done_testing();
 diag("fault table:\n" . sprintf("%-34s %9s %8s %11s %5s\n", 'scenario', 'published', 'applied', 'dup applied', 'lost') . join("\n", @fault_table));
