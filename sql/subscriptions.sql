@@ -94,6 +94,31 @@ SET ROLE sub_a;
 SELECT outbox.unsubscribe('a') AS unsubscribed;
 RESET ROLE;
 
+-- a group is one subscription's in a database
+SELECT outbox.subscribe('billing2', '{t}', 'billing.on_payment(outbox.message)', group_id => 'billing-v2');
+SELECT outbox.subscribe('billing2', '{t}', 'billing.on_payment(outbox.message)', group_id => 'billing-2');
+SELECT consumer, group_id FROM outbox.subscriptions WHERE consumer LIKE 'billing%' ORDER BY consumer;
+SELECT outbox.unsubscribe('billing2') AS unsubscribed;
+
+-- replaying consumer dead letters
+SELECT outbox.replay_consumer_dead_letters('nobody');
+SELECT outbox.replay_consumer_dead_letters(NULL);
+SELECT outbox.replay_consumer_dead_letters('billing') AS replayed;
+SELECT outbox.replay_consumer_dead_letters('billing', '{}') AS replayed;
+SET ROLE sub_b;
+SELECT outbox.replay_consumer_dead_letters('billing');
+RESET ROLE;
+SET ROLE app_pub;
+SELECT outbox.replay_consumer_dead_letters('billing');
+RESET ROLE;
+-- what the consumer writes is not the applications' to change
+SET ROLE sub_a;
+SELECT count(*) FROM outbox.consumer_offsets;
+SELECT count(*) FROM outbox.consumer_dead_letters;
+INSERT INTO outbox.consumer_offsets (group_id, topic, partition, "offset", consumer, updated_at)
+VALUES ('a', 't', 0, 0, 'a', now());
+RESET ROLE;
+
 SELECT outbox.unsubscribe('billing') AS unsubscribed;
 SELECT count(*) AS subscriptions FROM outbox.subscriptions;
 -- the extension's owner may change any subscription
