@@ -584,3 +584,42 @@ COMMENT ON FUNCTION @extschema@.replay_consumer_dead_letters(text, bigint[]) IS
     'Run a subscription''s dead letters (those of ids, or all) through its handler again, in this transaction; returns how many were applied, the rest stay with their new error';
 REVOKE ALL ON FUNCTION @extschema@.replay_consumer_dead_letters(text, bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.replay_consumer_dead_letters(text, bigint[]) TO outbox_subscriber;
+
+-- What this database's consumer says of each subscription (shared memory)
+CREATE FUNCTION @extschema@._consumer_states(
+    OUT consumer text, OUT state text, OUT assigned_partitions integer,
+    OUT last_error text, OUT last_error_at timestamptz)
+RETURNS SETOF record
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'outbox_consumer_states';
+REVOKE ALL ON FUNCTION @extschema@._consumer_states() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._consumer_states() TO outbox_subscriber, outbox_admin;
+
+-- Per subscription and partition: state, offsets, lag and counts
+CREATE VIEW @extschema@.consumer_stats AS
+SELECT s.consumer,
+       s.group_id,
+       CASE WHEN s.paused THEN 'paused' ELSE COALESCE(c.state, 'stopped') END AS state,
+       COALESCE(c.assigned_partitions, 0) AS assigned_partitions,
+       o.topic,
+       o.partition,
+       o."offset" AS stored_offset,
+       o.high_watermark,
+       GREATEST(o.high_watermark OPERATOR(pg_catalog.-) o."offset", 0) AS lag,
+       CASE WHEN o.high_watermark OPERATOR(pg_catalog.>) o."offset"
+            THEN pg_catalog.now() OPERATOR(pg_catalog.-) o.last_message_at
+            ELSE interval '0' END AS lag_age,
+       o.processed,
+       o.duplicates,
+       o.failed,
+       o.dead_lettered,
+       COALESCE(c.last_error, o.last_error) AS last_error,
+       CASE WHEN c.last_error IS NOT NULL THEN c.last_error_at ELSE o.last_error_at END AS last_error_at,
+       o.updated_at
+  FROM @extschema@.subscriptions s
+  LEFT JOIN @extschema@._consumer_states() c ON c.consumer OPERATOR(pg_catalog.=) s.consumer
+  LEFT JOIN @extschema@.consumer_offsets o ON o.group_id OPERATOR(pg_catalog.=) s.group_id;
+COMMENT ON VIEW @extschema@.consumer_stats IS
+    'Per subscription and partition: the consumer''s state, assigned partitions, stored offset, high watermark and lag (as of the last batch stored), lag age (at most: since the last applied message''s time), counts and last error';
+REVOKE ALL ON @extschema@.consumer_stats FROM PUBLIC;
+GRANT SELECT ON @extschema@.consumer_stats TO outbox_subscriber, outbox_admin;

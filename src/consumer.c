@@ -82,6 +82,7 @@ static MemoryContext consumer_cxt = NULL;
 static MemoryContext consumer_pass_cxt = NULL;
 static List *consumer_subs = NIL;	/* of ConsumerSubscription, in consumer_cxt */
 static OutboxKafkaConfig *consumer_config = NULL;
+static ConsumerSubscription *consumer_current = NULL;	/* in its turn */
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr store_plan = NULL;
 
@@ -118,6 +119,65 @@ consumer_exit_if_unwanted(uint32 gen)
 			(errmsg("outbox consumer for database \"%s\": no subscriptions, exiting",
 					consumer_dbname)));
 	proc_exit(0);
+}
+
+/*
+ * Remember a subscription's last error for outbox.consumer_stats.
+ */
+static void
+consumer_record_error(ConsumerSubscription *sub, const char *message)
+{
+	if (sub->last_error != NULL)
+		pfree(sub->last_error);
+	sub->last_error = MemoryContextStrdup(sub->cxt, message);
+	sub->last_error_at = GetCurrentTimestamp();
+}
+
+/*
+ * Publish every subscription's state for outbox.consumer_stats.
+ */
+static void
+consumer_publish_status(void)
+{
+	OutboxSubscriptionStatus *st = palloc0(sizeof(OutboxSubscriptionStatus) *
+										   OUTBOX_MAX_SUBSCRIPTION_STATES);
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, consumer_subs)
+	{
+		ConsumerSubscription *sub = lfirst(lc);
+		OutboxSubscriptionStatus *s = &st[n];
+		HASH_SEQ_STATUS seq;
+		ConsumerPartition *part;
+		bool		retrying = false;
+
+		if (n == OUTBOX_MAX_SUBSCRIPTION_STATES)
+			break;
+		n++;
+		strlcpy(s->consumer, sub->consumer, sizeof(s->consumer));
+		if (sub->last_error != NULL)
+			strlcpy(s->last_error, sub->last_error, sizeof(s->last_error));
+		s->last_error_at = sub->last_error_at;
+		s->assigned = sub->fetch ? hash_get_num_entries(sub->partitions) : 0;
+		hash_seq_init(&seq, sub->partitions);
+		while ((part = hash_seq_search(&seq)) != NULL)
+			retrying |= part->paused;
+		if (sub->problem != NULL)
+			s->state = OUTBOX_CONSUMER_NOT_CONSUMING;
+		else if (sub->fetch == NULL)
+			s->state = sub->start_at > now ? OUTBOX_CONSUMER_RESTARTING :
+				OUTBOX_CONSUMER_STARTING;
+		else if (!outbox_fetch_brokers_up(sub->fetch))
+			s->state = OUTBOX_CONSUMER_WAITING_FOR_BROKERS;
+		else if (retrying)
+			s->state = OUTBOX_CONSUMER_RETRYING;
+		else
+			s->state = OUTBOX_CONSUMER_RUNNING;
+	}
+	outbox_slot_set_subscriptions(consumer_slot, st, n);
+	pfree(st);
 }
 
 /* A partition's key */
@@ -257,6 +317,7 @@ consumer_on_assign(void *arg, OutboxFetch *fetch,
 		ereport(LOG,
 				(errmsg("outbox consumer \"%s\": could not take partitions: %s",
 						sub->consumer, edata->message)));
+		consumer_record_error(sub, edata->message);
 		FreeErrorData(edata);
 		ok = false;
 	}
@@ -278,9 +339,9 @@ consumer_on_assign(void *arg, OutboxFetch *fetch,
 		part->attempts = 0;
 		part->paused = false;
 	}
-	ereport(DEBUG1,
-			(errmsg("outbox consumer \"%s\": assigned %d partitions",
-					sub->consumer, partitions->cnt)));
+	ereport(LOG,
+			(errmsg("outbox consumer \"%s\" in database \"%s\": assigned %d partitions",
+					sub->consumer, consumer_dbname, partitions->cnt)));
 	return true;
 }
 
@@ -311,6 +372,9 @@ consumer_on_revoke(void *arg, OutboxFetch *fetch,
 		(void) hash_search(sub->partitions, &key, HASH_REMOVE, NULL);
 	}
 	outbox_fetch_commit(fetch, commit, false);
+	ereport(LOG,
+			(errmsg("outbox consumer \"%s\" in database \"%s\": %d partitions revoked",
+					sub->consumer, consumer_dbname, partitions->cnt)));
 	rd_kafka_topic_partition_list_destroy(commit);
 }
 
@@ -515,6 +579,8 @@ consumer_load(uint32 gen)
 		if (sub->problem != NULL)
 			pfree(sub->problem);
 		sub->problem = problem ? MemoryContextStrdup(sub->cxt, problem) : NULL;
+		if (problem != NULL)
+			consumer_record_error(sub, problem);
 		if ((sub->problem != NULL || sub->paused) && sub->fetch != NULL)
 			consumer_stop(sub, 0);
 	}
@@ -574,6 +640,7 @@ consumer_turn(ConsumerSubscription *sub, long *sleep_ms)
 		n++;
 	if (outbox_fetch_failed(sub->fetch))
 	{
+		consumer_record_error(sub, "the Kafka client failed (see the server log); making a new one");
 		for (i = 0; i < n; i++)
 			rd_kafka_message_destroy(msgs[i]);
 		sub->failures = Min(sub->failures + 1, 5);
@@ -582,6 +649,7 @@ consumer_turn(ConsumerSubscription *sub, long *sleep_ms)
 	}
 	if (n == 0)
 		return false;
+	consumer_current = sub;
 	PG_TRY();
 	{
 		applied = outbox_apply_batch(sub, msgs, n);
@@ -592,12 +660,14 @@ consumer_turn(ConsumerSubscription *sub, long *sleep_ms)
 			rd_kafka_message_destroy(msgs[i]);
 	}
 	PG_END_TRY();
+	consumer_current = NULL;
 	if (!applied)
 	{
 		/* the handler or role changed under it: stop until that is mended */
 		ereport(LOG,
 				(errmsg("outbox consumer \"%s\" in database \"%s\" does not consume: %s",
 						sub->consumer, consumer_dbname, sub->problem)));
+		consumer_record_error(sub, sub->problem);
 		consumer_stop(sub, 0);
 		return false;
 	}
@@ -689,6 +759,15 @@ outbox_consumer_main(Datum main_arg)
 		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
+		if (consumer_current != NULL)
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(consumer_pass_cxt);
+			edata = CopyErrorData();
+			consumer_record_error(consumer_current, edata->message);
+			consumer_current = NULL;
+		}
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(consumer_pass_cxt);
 		FlushErrorState();
@@ -729,7 +808,8 @@ outbox_consumer_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			next = consumer_read_config();
-			if (strcmp(next->signature, consumer_config->signature) != 0)
+			if (strcmp(next->signature, consumer_config->signature) != 0 ||
+				strcmp(next->consumer_props, consumer_config->consumer_props) != 0)
 			{
 				/* clients are made again with the new settings */
 				MemoryContextDelete(GetMemoryChunkContext(consumer_config));
@@ -753,6 +833,7 @@ outbox_consumer_main(Datum main_arg)
 
 		foreach(lc, consumer_subs)
 			progress |= consumer_turn(lfirst(lc), &sleep_ms);
+		consumer_publish_status();
 		errors_in_a_row = 0;
 		if (progress)
 			continue;

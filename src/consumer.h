@@ -69,6 +69,8 @@ typedef struct ConsumerSubscription
 	char	   *problem;		/* why it is not consumed, or NULL */
 	TimestampTz start_at;		/* not to make a client again before this */
 	int			failures;		/* clients failed in a row */
+	char	   *last_error;		/* for outbox.consumer_stats */
+	TimestampTz last_error_at;
 	bool		seen;			/* still in the table at the last read */
 } ConsumerSubscription;
 

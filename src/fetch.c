@@ -211,6 +211,11 @@ outbox_fetch_create(const OutboxKafkaConfig *config, const char *group_id,
 
 	fetch_waits_init();
 	conf = outbox_kafka_conf_new(config, client_id, fetch_default_properties, &detail);
+	if (conf != NULL && !outbox_kafka_conf_apply_consumer(conf, config->consumer_props, &detail))
+	{
+		rd_kafka_conf_destroy(conf);
+		conf = NULL;
+	}
 	if (conf == NULL ||
 		rd_kafka_conf_set(conf, "group.id", group_id, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
 		rd_kafka_conf_set(conf, "group.instance.id", instance_id, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
@@ -339,7 +344,7 @@ outbox_fetch_commit(OutboxFetch *fetch, rd_kafka_topic_partition_list_t *offsets
 		return;
 	err = rd_kafka_commit(fetch->rk, offsets, async ? 1 : 0);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		ereport(DEBUG1,
+		ereport(async ? DEBUG1 : LOG,
 				(errmsg("%s: could not commit offsets to Kafka: %s",
 						fetch->label, rd_kafka_err2str(err))));
 }

@@ -53,6 +53,13 @@ static const char *const outbox_reserved_properties[] = {
 	"dr_cb", "dr_msg_cb", NULL
 };
 
+/* Consumer properties outbox sets itself (fetch.c) */
+static const char *const outbox_reserved_consumer_properties[] = {
+	"bootstrap.servers", "metadata.broker.list", "group.id", "group.instance.id",
+	"enable.auto.commit", "enable.auto.offset.store", "enable.partition.eof",
+	"isolation.level", "log.queue", NULL
+};
+
 /* Defaults outbox sets but a user may override */
 static const char *const outbox_default_properties[][2] = {
 	{"linger.ms", "0"},
@@ -79,14 +86,15 @@ outbox_property_is_secret(const char *name)
  */
 static bool
 outbox_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
-				const char *origin, bool inline_origin, char **detail)
+				const char *origin, bool inline_origin,
+				const char *const *reserved, char **detail)
 {
 	char		errstr[512];
 	int			i;
 
-	for (i = 0; outbox_reserved_properties[i] != NULL; i++)
+	for (i = 0; reserved[i] != NULL; i++)
 	{
-		if (strcmp(name, outbox_reserved_properties[i]) == 0)
+		if (strcmp(name, reserved[i]) == 0)
 		{
 			*detail = psprintf("%s: property \"%s\" is set by outbox itself and cannot be overridden.",
 							   origin, name);
@@ -163,7 +171,8 @@ outbox_is_property_name(const char *name)
  */
 static bool
 outbox_conf_apply_text(rd_kafka_conf_t *conf, const char *text, char sep,
-					   const char *origin, char **detail)
+					   const char *origin, const char *const *reserved,
+					   char **detail)
 {
 	char	   *copy = pstrdup(text);
 	char	   *item = copy;
@@ -209,7 +218,7 @@ outbox_conf_apply_text(rd_kafka_conf_t *conf, const char *text, char sep,
 							   origin, lineno);
 			return false;
 		}
-		if (!outbox_conf_set(conf, name, value, origin, sep == ';', detail))
+		if (!outbox_conf_set(conf, name, value, origin, sep == ';', reserved, detail))
 			return false;
 		item = next;
 	}
@@ -252,12 +261,14 @@ outbox_conf_apply_user(rd_kafka_conf_t *conf, const char *inline_props,
 	{
 		char	   *origin = psprintf("outbox.kafka_properties_file \"%s\"", file);
 
-		if (!outbox_conf_apply_text(conf, file_contents, '\n', origin, detail))
+		if (!outbox_conf_apply_text(conf, file_contents, '\n', origin,
+									outbox_reserved_properties, detail))
 			return false;
 	}
 	if (inline_props != NULL && inline_props[0] != '\0')
 		return outbox_conf_apply_text(conf, inline_props, ';',
-									  "outbox.kafka_properties", detail);
+									  "outbox.kafka_properties",
+									  outbox_reserved_properties, detail);
 	return true;
 }
 
@@ -273,6 +284,32 @@ outbox_kafka_check(const char *inline_props, const char *file,
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	bool		ok = outbox_conf_apply_user(conf, inline_props, file,
 											file_contents, detail);
+
+	rd_kafka_conf_destroy(conf);
+	return ok;
+}
+
+/*
+ * Apply outbox.consumer_properties (consumer-only properties, inline, no
+ * secrets) to a consumer's conf.
+ */
+bool
+outbox_kafka_conf_apply_consumer(rd_kafka_conf_t *conf, const char *props, char **detail)
+{
+	if (props == NULL || props[0] == '\0')
+		return true;
+	return outbox_conf_apply_text(conf, props, ';', "outbox.consumer_properties",
+								  outbox_reserved_consumer_properties, detail);
+}
+
+/*
+ * Validate outbox.consumer_properties for its check hook.
+ */
+bool
+outbox_kafka_check_consumer_properties(const char *props, char **detail)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	bool		ok = outbox_kafka_conf_apply_consumer(conf, props, detail);
 
 	rd_kafka_conf_destroy(conf);
 	return ok;
@@ -316,6 +353,7 @@ outbox_kafka_config_read(void)
 	config->signature = psprintf("%s\n%s\n%s\n%s", config->brokers,
 								 config->inline_props, config->file,
 								 config->file_contents ? config->file_contents : "");
+	config->consumer_props = pstrdup(outbox_consumer_properties ? outbox_consumer_properties : "");
 	return config;
 }
 

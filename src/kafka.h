@@ -67,6 +67,7 @@ typedef struct OutboxKafkaConfig
 	char	   *file;			/* "" when none */
 	char	   *file_contents;	/* NULL when none, or it cannot be read */
 	char	   *signature;		/* equal signatures: the same producer */
+	char	   *consumer_props; /* outbox.consumer_properties, for consumers only */
 } OutboxKafkaConfig;
 
 extern bool outbox_kafka_check_properties(const char *inline_props,
@@ -80,6 +81,9 @@ extern rd_kafka_conf_t *outbox_kafka_conf_new(const OutboxKafkaConfig *config,
 											  const char *const (*defaults)[2],
 											  char **detail);
 extern void outbox_kafka_pipe_setup(int fds[2]);
+extern bool outbox_kafka_conf_apply_consumer(rd_kafka_conf_t *conf, const char *props,
+											 char **detail);
+extern bool outbox_kafka_check_consumer_properties(const char *props, char **detail);
 extern OutboxProducer *outbox_kafka_create(const OutboxKafkaConfig *config,
 										   const char *client_id,
 										   const char *label);

@@ -28,6 +28,7 @@ PG_MODULE_MAGIC;
 char	   *outbox_kafka_brokers = NULL;
 char	   *outbox_kafka_properties = NULL;
 char	   *outbox_kafka_properties_file = NULL;
+char	   *outbox_consumer_properties = NULL;
 int			outbox_batch_size = 1000;
 int			outbox_batch_max_bytes = 16 * 1024 * 1024;
 int			outbox_full_scan_interval = 300000;
@@ -104,6 +105,24 @@ check_kafka_properties_file(char **newval, void **extra, GucSource source)
 	if (!outbox_kafka_check_properties(NULL, *newval, &detail))
 	{
 		GUC_check_errmsg("invalid value for parameter \"%s\"", "outbox.kafka_properties_file");
+		GUC_check_errdetail("%s", detail);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Check hook for outbox.consumer_properties: consumer-only name=value pairs,
+ * none of those outbox sets itself, no secrets.
+ */
+static bool
+check_consumer_properties(char **newval, void **extra, GucSource source)
+{
+	char	   *detail = NULL;
+
+	if (!outbox_kafka_check_consumer_properties(*newval, &detail))
+	{
+		GUC_check_errmsg("invalid value for parameter \"%s\"", "outbox.consumer_properties");
 		GUC_check_errdetail("%s", detail);
 		return false;
 	}
@@ -262,6 +281,14 @@ outbox_define_settings(void)
 							   "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   check_kafka_properties, NULL, NULL);
+
+	DefineCustomStringVariable("outbox.consumer_properties",
+							   gettext_noop("librdkafka consumer properties for the consumers only, as name=value pairs separated by semicolons."),
+							   gettext_noop("Applied after outbox.kafka_properties_file and outbox.kafka_properties; no secrets here."),
+							   &outbox_consumer_properties,
+							   "",
+							   PGC_SIGHUP, 0,
+							   check_consumer_properties, NULL, NULL);
 
 	DefineCustomStringVariable("outbox.kafka_properties_file",
 							   gettext_noop("Path of a Kafka-style properties file with librdkafka producer properties."),

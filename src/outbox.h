@@ -34,6 +34,7 @@
 extern char *outbox_kafka_brokers;
 extern char *outbox_kafka_properties;
 extern char *outbox_kafka_properties_file;
+extern char *outbox_consumer_properties;
 extern int	outbox_batch_size;
 extern int	outbox_batch_max_bytes;
 extern int	outbox_poll_interval;

@@ -45,8 +45,10 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static Size
 outbox_shmem_size(void)
 {
-	return add_size(offsetof(OutboxShared, slots),
-					mul_size(outbox_max_databases, sizeof(OutboxSlot)));
+	return add_size(add_size(offsetof(OutboxShared, slots),
+							 mul_size(outbox_max_databases, sizeof(OutboxSlot))),
+					mul_size(mul_size(outbox_max_databases, OUTBOX_MAX_SUBSCRIPTION_STATES),
+							 sizeof(OutboxSubscriptionStatus)));
 }
 
 /*
@@ -77,13 +79,18 @@ outbox_shmem_startup(void)
 	outbox_shared = ShmemInitStruct("outbox", outbox_shmem_size(), &found);
 	if (!found)
 	{
+		OutboxSubscriptionStatus *statuses;
 		int			i;
 
 		memset(outbox_shared, 0, outbox_shmem_size());
 		outbox_shared->lock = &(GetNamedLWLockTranche("outbox"))->lock;
 		outbox_shared->nslots = outbox_max_databases;
+		statuses = (OutboxSubscriptionStatus *) &outbox_shared->slots[outbox_max_databases];
 		for (i = 0; i < outbox_shared->nslots; i++)
+		{
 			SpinLockInit(&outbox_shared->slots[i].mutex);
+			outbox_shared->slots[i].subscriptions = statuses + i * OUTBOX_MAX_SUBSCRIPTION_STATES;
+		}
 	}
 	outbox_horizon_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
@@ -261,6 +268,12 @@ outbox_slot_detach(OutboxSlot *slot, OutboxWorkerKind kind)
 {
 	OutboxWorker *w = outbox_slot_worker(slot, kind);
 
+	if (kind == OUTBOX_WORKER_CONSUMER)
+	{
+		SpinLockAcquire(&slot->mutex);
+		slot->nsubscriptions = 0;
+		SpinLockRelease(&slot->mutex);
+	}
 	LWLockAcquire(outbox_shared->lock, LW_EXCLUSIVE);
 	w->pid = 0;
 	w->latch = NULL;
@@ -350,6 +363,37 @@ outbox_stop_relay_for_drop(Oid dboid)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * Publish the state of a consumer's subscriptions (the first
+ * OUTBOX_MAX_SUBSCRIPTION_STATES of them) for outbox.consumer_stats.
+ */
+void
+outbox_slot_set_subscriptions(OutboxSlot *slot, const OutboxSubscriptionStatus *subs,
+							  int nsubs)
+{
+	nsubs = Min(nsubs, OUTBOX_MAX_SUBSCRIPTION_STATES);
+	SpinLockAcquire(&slot->mutex);
+	memcpy(slot->subscriptions, subs, sizeof(OutboxSubscriptionStatus) * nsubs);
+	slot->nsubscriptions = nsubs;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Copy what the consumer published into subs (room for
+ * OUTBOX_MAX_SUBSCRIPTION_STATES); returns how many.
+ */
+int
+outbox_slot_get_subscriptions(OutboxSlot *slot, OutboxSubscriptionStatus *subs)
+{
+	int			n;
+
+	SpinLockAcquire(&slot->mutex);
+	n = slot->nsubscriptions;
+	memcpy(subs, slot->subscriptions, sizeof(OutboxSubscriptionStatus) * n);
+	SpinLockRelease(&slot->mutex);
+	return n;
 }
 
 /*

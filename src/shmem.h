@@ -17,6 +17,8 @@
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 
+#include "outbox.h"
+
 /* What a relay is doing, shown in outbox.stats */
 typedef enum OutboxRelayState
 {
@@ -28,6 +30,30 @@ typedef enum OutboxRelayState
 } OutboxRelayState;
 
 #define OUTBOX_ERROR_LEN 256
+
+/* Subscriptions of one database whose consumer state outbox.consumer_stats shows */
+#define OUTBOX_MAX_SUBSCRIPTION_STATES 32
+
+/* What a consumer does for one subscription, shown in outbox.consumer_stats */
+typedef enum OutboxConsumerState
+{
+	OUTBOX_CONSUMER_STARTING = 0,
+	OUTBOX_CONSUMER_RUNNING,
+	OUTBOX_CONSUMER_RETRYING,	/* a failed message waits for its next attempt */
+	OUTBOX_CONSUMER_WAITING_FOR_BROKERS,
+	OUTBOX_CONSUMER_RESTARTING,	/* its client failed: a new one after a pause */
+	OUTBOX_CONSUMER_NOT_CONSUMING	/* its handler or role cannot be applied */
+} OutboxConsumerState;
+
+/* One subscription's state, published by its database's consumer */
+typedef struct OutboxSubscriptionStatus
+{
+	char		consumer[OUTBOX_MAX_CONSUMER_LEN + 1];
+	OutboxConsumerState state;
+	int32		assigned;		/* partitions */
+	TimestampTz last_error_at;
+	char		last_error[OUTBOX_ERROR_LEN];
+} OutboxSubscriptionStatus;
 
 /*
  * One worker of a database (its relay, its consumer): whether it runs, and
@@ -89,6 +115,9 @@ typedef struct OutboxSlot
 	int64		held;			/* of pending: behind a dead letter of their key */
 	/* set at commit by a replay or discard: waiting events may go now */
 	bool		release_waiting;
+	/* the consumer's subscriptions, OUTBOX_MAX_SUBSCRIPTION_STATES of room */
+	int			nsubscriptions;
+	OutboxSubscriptionStatus *subscriptions;
 } OutboxSlot;
 
 typedef struct OutboxShared
@@ -118,6 +147,11 @@ extern void outbox_stop_relay_for_drop(Oid dboid);
 extern void outbox_slot_set_state(OutboxSlot *slot, OutboxRelayState state);
 extern void outbox_slot_set_brokers_up(OutboxSlot *slot, bool up);
 extern void outbox_slot_record_error(OutboxSlot *slot, const char *message);
+extern void outbox_slot_set_subscriptions(OutboxSlot *slot,
+										  const OutboxSubscriptionStatus *subs,
+										  int nsubs);
+extern int	outbox_slot_get_subscriptions(OutboxSlot *slot,
+										  OutboxSubscriptionStatus *subs);
 extern void outbox_slot_count(OutboxSlot *slot, uint64 delivered,
 							  uint64 failed, uint64 dead_lettered,
 							  uint64 purged);

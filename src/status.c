@@ -5,7 +5,8 @@
  *	  backlog figures (pending events, oldest pending, dead letters,
  *	  events/s), and outbox.relay_stats(), the set-returning function behind
  *	  the outbox.stats view, which reads every relay's slot from shared
- *	  memory without touching any table.
+ *	  memory without touching any table; outbox._consumer_states(), the
+ *	  consumer's part of outbox.consumer_stats, likewise.
  *
  * Pausing is a row in outbox.paused (1.1 and later): transactional,
  * replicated to standbys and kept across restarts.  A 1.0 installation has
@@ -43,6 +44,7 @@
 #define OUTBOX_STATS_COST_SHARE 50
 
 PG_FUNCTION_INFO_V1(outbox_relay_stats);
+PG_FUNCTION_INFO_V1(outbox_consumer_states);
 
 static SPIPlanPtr refresh_plan = NULL;
 static TimestampTz last_refresh = 0;
@@ -273,6 +275,74 @@ outbox_relay_stats(PG_FUNCTION_ARGS)
 		values[15] = Int64GetDatum(copy.scheduled);
 		values[16] = Int64GetDatum(copy.held);
 		nulls[14] = (copy.last_error_at == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * A consumer state's name, as outbox.consumer_stats shows it.
+ */
+static const char *
+outbox_consumer_state_name(OutboxConsumerState state)
+{
+	switch (state)
+	{
+		case OUTBOX_CONSUMER_STARTING:
+			return "starting";
+		case OUTBOX_CONSUMER_RUNNING:
+			return "running";
+		case OUTBOX_CONSUMER_RETRYING:
+			return "retrying";
+		case OUTBOX_CONSUMER_WAITING_FOR_BROKERS:
+			return "waiting for brokers";
+		case OUTBOX_CONSUMER_RESTARTING:
+			return "restarting";
+		case OUTBOX_CONSUMER_NOT_CONSUMING:
+			break;
+	}
+	return "not consuming";
+}
+
+/*
+ * outbox._consumer_states(): what this database's consumer says of each
+ * subscription it serves, from shared memory: consumer, state, assigned
+ * partitions, last error and when.  No row for a subscription while no
+ * consumer runs (the view then says stopped).
+ */
+Datum
+outbox_consumer_states(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	OutboxSubscriptionStatus *subs = palloc(sizeof(OutboxSubscriptionStatus) *
+											OUTBOX_MAX_SUBSCRIPTION_STATES);
+	OutboxSlot *slot;
+	bool		running;
+	int			n = 0;
+	int			i;
+
+	outbox_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+
+	LWLockAcquire(outbox_shared->lock, LW_SHARED);
+	slot = outbox_slot_for_database(MyDatabaseId);
+	running = slot != NULL && slot->consumer.pid != 0;
+	LWLockRelease(outbox_shared->lock);
+	if (running)
+		n = outbox_slot_get_subscriptions(slot, subs);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = CStringGetTextDatum(subs[i].consumer);
+		values[1] = CStringGetTextDatum(outbox_consumer_state_name(subs[i].state));
+		values[2] = Int32GetDatum(subs[i].assigned);
+		values[3] = CStringGetTextDatum(subs[i].last_error);
+		nulls[3] = (subs[i].last_error[0] == '\0');
+		values[4] = TimestampTzGetDatum(subs[i].last_error_at);
+		nulls[4] = (subs[i].last_error_at == 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -24,7 +24,7 @@ $a->safe_psql('postgres', 'CREATE EXTENSION outbox');
 # this wait)
 my $b = new_node('consume_b', $broker->{bootstrap}, conf => q{
 outbox.poll_interval = '500ms'
-outbox.kafka_properties = 'session.timeout.ms=6000;heartbeat.interval.ms=500'
+outbox.consumer_properties = 'session.timeout.ms=6000;heartbeat.interval.ms=500'
 restart_after_crash = on
 });
 $b->start;
@@ -122,6 +122,15 @@ is($b->safe_psql('postgres', q{SELECT sum(processed) FROM outbox.consumer_offset
 is($b->safe_psql('postgres', q{SELECT count(*) FROM outbox.inbox WHERE consumer = 'billing'}),
 	'3001', "each event id is in B's inbox");
 
+# outbox.consumer_stats: the consumer's view of the subscription
+ok($b->poll_query_until('postgres', q{
+SELECT bool_and(state = 'running' AND assigned_partitions = 4 AND lag = 0 AND lag_age = '0')
+       AND sum(processed) = 3001 AND count(*) = 4
+  FROM outbox.consumer_stats WHERE consumer = 'billing'}),
+	'consumer_stats: running, 4 partitions assigned, no lag, 3001 processed over 4 partitions');
+is($b->safe_psql('postgres', q{SET ROLE billing; SELECT count(*) FROM outbox.consumer_stats}), '4',
+	'a subscriber may read it');
+
 # The consumer SIGKILLed mid-batch ------------------------------------------------------
 
 $b->safe_psql('postgres', q{
@@ -164,7 +173,34 @@ ok(wait_applied('payments', 9001), 'B applied all after the brokers came back');
 fault_line('brokers down 3 s', 'payments', 9001);
 note("applied while the brokers were down: $during");
 
+# Kafka knows the group's progress -----------------------------------------------------------
+
+# committed asynchronously after each batch, read by python3-kafka's admin client
+sub group_offsets
+{
+	my ($group) = @_;
+	return `python3 $ENV{TESTDIR}/test/kafka_group_offsets.py --bootstrap $broker->{bootstrap} --group $group --topic payments`;
+}
+my $stored = $b->safe_psql('postgres', q{
+SELECT string_agg(topic || ' ' || partition || ' ' || "offset", E'\n' ORDER BY topic, partition)
+  FROM outbox.consumer_offsets WHERE group_id = 'billing'});
+my $committed = '';
+for (1 .. 50)
+{
+	$committed = group_offsets('billing');
+	chomp $committed;
+	last if $committed eq $stored;
+	usleep(100_000);
+}
+is($committed, $stored, "the group's offsets in Kafka are the ones stored in the database");
+
 # A second member of the group in another database ------------------------------------------
+#
+# A rebalance hands partitions over: the member giving them up commits its
+# stored offsets to Kafka, the one taking them, with no stored offsets of
+# its own, starts from Kafka's.  Each database applies what it was given
+# exactly once; between the two, exactly once as long as Kafka took the
+# last commit (it had, above).
 
 $b->safe_psql('postgres', q{CREATE DATABASE b2 OWNER billing});
 $b->safe_psql('b2', q{
@@ -180,8 +216,10 @@ $$;
 SELECT outbox.subscribe(consumer => 'billing', topics => '{payments}', group_id => 'billing',
                         handler => 'billing.on_payment(outbox.message)');
 });
-ok($b->poll_query_until('b2', q{SELECT count(*) > 0 FROM outbox.consumer_offsets}),
-	'the member in database b2 was given partitions');
+ok($b->poll_query_until('b2', q{SELECT sum(assigned_partitions) = 2 FROM (SELECT DISTINCT consumer, assigned_partitions FROM outbox.consumer_stats) s}),
+	'the member in database b2 was given half the partitions');
+ok($b->poll_query_until('postgres', q{SELECT sum(assigned_partitions) = 2 FROM (SELECT DISTINCT consumer, assigned_partitions FROM outbox.consumer_stats WHERE consumer = 'billing') s}),
+	'and the first member kept the other half');
 publish('payments', 9001, 2000, 50);
 ok(wait_drained($a), 'A delivered 2000 more');
 sub ids_of
@@ -189,23 +227,25 @@ sub ids_of
 	my ($db) = @_;
 	return split /\n/, $b->safe_psql($db, q{SELECT event_id FROM billing.applied WHERE topic = 'payments'});
 }
-ok($b->poll_query_until('postgres', q{SELECT true}) && do {
+{
 	my $deadline = time + 120;
 	my $n;
 	do { my %u = map { $_ => 1 } (ids_of('postgres'), ids_of('b2')); $n = keys %u; sleep 1 if $n < 11001; }
 	  while ($n < 11001 && time < $deadline);
-	$n >= 11001;
-}, 'the two databases applied every event between them');
+	is($n, 11001, 'the two databases applied every event between them');
+}
 {
 	my @pg = ids_of('postgres');
 	my @b2 = ids_of('b2');
 	my %in_pg = map { $_ => 1 } @pg;
-	my $both = grep { $in_pg{$_} } @b2;
-	my %u = map { $_ => 1 } (@pg, @b2);
-	my %d = map { $_ => 1 } @b2;
-	my $dups = (@pg - keys %in_pg) + (@b2 - keys %d) + $both;
+	my %in_b2 = map { $_ => 1 } @b2;
+	my $both = grep { $in_pg{$_} } keys %in_b2;
+	my %u = (%in_pg, %in_b2);
+	my $dups = (@pg - keys %in_pg) + (@b2 - keys %in_b2) + $both;
 	push @fault_table, sprintf("%-34s %9d %8d %11d %5d", 'rebalance: a member in database b2', 11001, scalar(keys %u), $dups, 11001 - keys %u);
-	is($dups, 0, 'rebalance: no event applied twice, in either database or across them');
+	is(@pg - keys %in_pg, 0, 'rebalance: no event applied twice in the first database');
+	is(@b2 - keys %in_b2, 0, 'rebalance: nor in b2');
+	is($both, 0, 'rebalance: nor in both');
 	is(11001 - keys %u, 0, 'rebalance: none lost');
 	cmp_ok(scalar(@b2), '>', 0, 'the member in b2 applied some');
 	is($b->safe_psql('b2', q{SELECT count(*) FILTER (WHERE seq <= prev) FROM (
@@ -240,6 +280,8 @@ SELECT outbox.publish('orders', jsonb_build_object('seq', s, 'poison', s = 50), 
 ok(wait_drained($a), 'A delivered 100 orders');
 ok($b->poll_query_until('postgres', q{SELECT count(*) = 99 FROM billing.orders}),
 	'every order but the poison one applied');
+is($b->safe_psql('postgres', q{SELECT sum(dead_lettered) || ' ' || max(last_error) FROM outbox.consumer_stats WHERE consumer = 'ledger'}),
+	'1 cannot apply order 50', 'consumer_stats shows the dead letter and the error');
 is($b->safe_psql('postgres', q{
 SELECT attempts || ' ' || error || ' ' || (event_id IS NOT NULL) || ' ' || (convert_from(value, 'UTF8')::jsonb->>'poison')
   FROM outbox.consumer_dead_letters WHERE consumer = 'ledger'}),
@@ -275,6 +317,8 @@ is($b->safe_psql('postgres', q{SELECT count(*) FROM billing.orders}), '100', 'no
 is($b->safe_psql('postgres', q{SELECT count(*) FROM outbox.consumer_dead_letters}), '0', 'nothing dead-lettered either');
 ok($b->log_contains(qr/outbox consumer "ledger" in database "postgres" does not consume: handler \(OID \d+\) no longer exists/),
 	'the log says why');
+like($b->safe_psql('postgres', q{SELECT DISTINCT state || ': ' || last_error FROM outbox.consumer_stats WHERE consumer = 'ledger'}),
+	qr/^not consuming: handler \(OID \d+\) no longer exists$/, 'and so does consumer_stats');
 $b->safe_psql('postgres', q{
 SET ROLE billing;
 CREATE FUNCTION billing.on_order2(m outbox.message) RETURNS void LANGUAGE sql AS $$
