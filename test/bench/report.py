@@ -4,7 +4,7 @@ left in a directory (machine.json, sections.json, drain_single.json,
 drain_fresh.json, drain_small.json, latency_outbox.json, latency_bare.json,
 publish.json, compare_{poll,bare1,bare5,bareb}.json, inbox_calls.json,
 inbox_purge_*.json, sustain_normal.json, xmin_drain.json, xmin_sustain.json,
-xmin_hold.json, memory_{small,big}.json, contract.json, notify.json, waiting.json, and errors_PHASE.txt: the ERROR
+xmin_hold.json, memory_{small,big}.json, contract.json, notify.json, waiting.json, consume.json, and errors_PHASE.txt: the ERROR
 lines PostgreSQL logged during a phase).  Only the sections listed in
 sections.json are printed and checked (1 and 2 when it is missing).
 Measures nothing itself.
@@ -1012,6 +1012,49 @@ def report_waiting(d, failures, logged):
     note_errors(d, 'waiting', 'waiting events', logged)
 
 
+def report_consume(d, failures, logged):
+    r = load(d, 'consume')
+    print()
+    if r is None:
+        failures.append('the consuming section left no result')
+        print('14. Consuming into the database: no result')
+        return
+    rows = []
+    rates = {'outbox': [], 'python': []}
+    for run in r['runs']:
+        ok = run['applied'] == r['events'] and run['distinct'] == r['events']
+        if not ok:
+            failures.append('consume %s, round %d: %s applied, %s distinct of %s'
+                            % (run['side'], run['round'] + 1, run['applied'], run['distinct'], r['events']))
+        if run['applied_per_s']:
+            rates[run['side']].append(run['applied_per_s'])
+        rows.append([run['side'], run['round'] + 1, fmt(run['applied']), fmt(run['applied_per_s'], 0),
+                     fmt(run['total_s'], 2), 'ok' if ok else 'FAILED'])
+    table('14a. Consuming into the database: %s messages applied into a table of database B'
+          % fmt(r['events']),
+          ['consumer', 'round', 'applied', 'applied/s', 'total s', 'check'], rows)
+    ob = sum(rates['outbox']) / len(rates['outbox']) if rates['outbox'] else None
+    py = sum(rates['python']) / len(rates['python']) if rates['python'] else None
+    print('   Mean applied/s: outbox %s, hand-written %s; outbox / hand-written: %s (target: 5x).'
+          % (fmt(ob, 0), fmt(py, 0), ratio(ob, py)))
+    print('   outbox: subscribe() of a SQL handler doing one INSERT, batches of 100 (one transaction, a')
+    print('   savepoint and an inbox mark per message).  hand-written: Python confluent-kafka (auto commit)')
+    print('   and psycopg2, one transaction per message: outbox.receive(), the INSERT, COMMIT.  applied/s')
+    print('   from the first row applied to the last (the group joins are left out); total s from the start.')
+    lat = r['latency']
+    if lat['received'] != lat['events']:
+        failures.append('consume latency: %s of %s events applied' % (lat['received'], lat['events']))
+    table('14b. Latency from A\'s COMMIT to B\'s handler\'s COMMIT, one event per transaction at %s events/s for %s s'
+          % (fmt(lat['rate']), fmt(lat['seconds'])),
+          ['events', 'applied', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
+          [[fmt(lat['events']), fmt(lat['received']), fmt(lat['p50_ms'], 2), fmt(lat['p90_ms'], 2),
+            fmt(lat['p99_ms'], 2), fmt(lat['max_ms'], 2)]])
+    print('   The handler NOTIFYs the event id; a listener on B gets it when B\'s transaction commits (target:')
+    print('   p50 at most 5 ms).  Both consumers run with fetch.wait.max.ms = 1: the test broker answers a fetch')
+    print('   only when that expires, where a real broker answers as soon as data is there.')
+    note_errors(d, 'consume', 'consuming', logged)
+
+
 def main():
     d = sys.argv[1]
     m = load(d, 'machine') or {}
@@ -1136,6 +1179,8 @@ def main():
         report_notify(d, failures, logged)
     if 13 in sections:
         report_waiting(d, failures, logged)
+    if 14 in sections:
+        report_consume(d, failures, logged)
 
     for phase, errs in logged:
         print('PostgreSQL logged %d ERROR line(s) during %s, e.g.:' % (len(errs), phase))

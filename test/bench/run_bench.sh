@@ -139,8 +139,18 @@
 #     checks every new event with a key against them, must deliver none of
 #     them, and (left alone 5 s with only them) must make no scans; drain
 #     rates and the ratio (test/bench/waiting_cost.py).  About 1 minute.
+# 14. Consuming into the database: BENCH_CONSUME_EVENTS events (default
+#     20000) published with outbox in the benchmark's database and applied
+#     into a table of a second database, by outbox's consumer (a handler,
+#     batches of 100) and by a hand-written Python consumer (confluent-kafka,
+#     psycopg2, one transaction per message with outbox.receive()), each
+#     reading the whole topic with a fresh group, alternating for
+#     BENCH_CONSUME_ROUNDS rounds (default 2); applied/s and the ratio; then
+#     the latency from A's COMMIT to B's handler's COMMIT at
+#     BENCH_CONSUME_RATE events/s (default 50) for BENCH_SECONDS s
+#     (test/bench/consume_bench.py).  About 1 minute.
 #
-# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10 11 12 13"; 4 and 7 take the
+# BENCH_SECTIONS picks sections (default "1 2 3 4 5 6 7 8 10 11 12 13 14"; 4 and 7 take the
 # relay's figures from 1, 7 those from 6 too).  Default sizes take about 21
 # minutes on 2 CPUs: 9 for 1 to 5, most of it filling and purging the
 # 10M-row inbox (BENCH_INBOX_ROWS scales it), and 11 for 6 to 8, most of it
@@ -189,7 +199,7 @@ EVENTS=${BENCH_EVENTS:-1000000}
 RATE=${BENCH_RATE:-200}
 SECS=${BENCH_SECONDS:-20}
 PORT=${BENCH_PGPORT:-54377}
-SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10 11 12 13}
+SECTIONS=${BENCH_SECTIONS:-1 2 3 4 5 6 7 8 10 11 12 13 14}
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-10}
 PUB_CLIENTS=${BENCH_PUBLISH_CLIENTS:-1 2 32}
 PUB_BULK=${BENCH_PUBLISH_BULK:-200000}
@@ -217,6 +227,9 @@ WAITING_EVENTS=${BENCH_WAITING_EVENTS:-200000}
 WAITING_SCHEDULED=${BENCH_WAITING_SCHEDULED:-10000}
 WAITING_ROUNDS=${BENCH_WAITING_ROUNDS:-2}
 CONTRACT_CALLS=${BENCH_CONTRACT_CALLS:-50000}
+CONSUME_EVENTS=${BENCH_CONSUME_EVENTS:-20000}
+CONSUME_ROUNDS=${BENCH_CONSUME_ROUNDS:-2}
+CONSUME_RATE=${BENCH_CONSUME_RATE:-50}
 CONTRACT_ROUNDS=${BENCH_CONTRACT_ROUNDS:-4}
 TX_SIZE=100
 want() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
@@ -625,6 +638,16 @@ timeout 1800 $PY $BENCH_DIR/waiting_cost.py --dsn "$DSN" --bootstrap "$BOOTSTRAP
     --events "$WAITING_EVENTS" --scheduled "$WAITING_SCHEDULED" --rounds "$WAITING_ROUNDS" \
     --drain "$BENCH_DIR/drain.py" > "$RES/waiting.json"
 log_errors waiting
+fi
+
+if want 14; then
+step "consuming into the database: $CONSUME_EVENTS events applied by outbox's consumer and by a hand-written one, $CONSUME_ROUNDS rounds; latency"
+prepare_phase
+log_mark
+timeout 1800 $PY $BENCH_DIR/consume_bench.py --dsn "$DSN" --bootstrap "$BOOTSTRAP" \
+    --events "$CONSUME_EVENTS" --rounds "$CONSUME_ROUNDS" --rate "$CONSUME_RATE" \
+    --seconds "$SECS" > "$RES/consume.json"
+log_errors consume
 fi
 
 step "done"
