@@ -592,6 +592,8 @@ CREATE FUNCTION @extschema@._consumer_states(
 RETURNS SETOF record
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'outbox_consumer_states';
+COMMENT ON FUNCTION @extschema@._consumer_states() IS
+    'What this database''s consumer says of each subscription it serves (behind outbox.consumer_stats)';
 REVOKE ALL ON FUNCTION @extschema@._consumer_states() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._consumer_states() TO outbox_subscriber, outbox_admin;
 

@@ -11,9 +11,9 @@
  * outbox.message.  Then, in the same transaction, store per partition the
  * next offset to apply in outbox.consumer_offsets.  So the effects of a
  * message and the offset after it commit or vanish together: a crash
- * anywhere applies nothing twice and skips nothing, whatever Kafka's own
- * committed offsets say (they are committed after the database commit,
- * asynchronously, only for Kafka's tools to show the group's lag).
+ * anywhere applies nothing twice and skips nothing (the consumer resumes
+ * from the stored offsets; Kafka's are committed after the database
+ * commit, asynchronously, for Kafka's tools to show the group's lag).
  *
  * The handler runs as the role that subscribed, with SECURITY_RESTRICTED
  * (no temporary objects, no session state left behind), search_path
@@ -26,7 +26,9 @@
  * its keys) wait; other partitions go on.  The attempt that reaches
  * max_attempts stores the message whole in outbox.consumer_dead_letters
  * instead, and the partition goes on after it.  Attempts are counted in the
- * worker's memory: a restart counts again from zero.
+ * worker's memory: a restart counts again from zero.  A message whose
+ * registered event type's schema it breaks (record.c) is stored there at
+ * once, with no attempt.
  *
  * Nothing of the worker's state changes until the transaction committed:
  * the batch's outcome per partition is kept aside and taken over after the
@@ -39,34 +41,25 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "common/jsonapi.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
-#include "funcapi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
-#include "utils/typcache.h"
 
 #include "causation.h"
 #include "consumer.h"
 #include "inbox.h"
-#include "jsonformat.h"
 #include "outbox.h"
 #include "record.h"
 #include "spiutil.h"
@@ -258,15 +251,11 @@ static ApplyOutcome *
 apply_outcome_for(ConsumerSubscription *sub, const rd_kafka_message_t *msg,
 				  ApplyOutcome *outcomes, int *noutcomes)
 {
-	ConsumerPartitionKey key;
-	ConsumerPartition *part;
+	ConsumerPartition *part = outbox_consumer_partition(sub, rd_kafka_topic_name(msg->rkt),
+														msg->partition, HASH_FIND);
 	ApplyOutcome *out = NULL;
 	int			i;
 
-	memset(&key, 0, sizeof(key));
-	strlcpy(key.topic, rd_kafka_topic_name(msg->rkt), sizeof(key.topic));
-	key.partition = msg->partition;
-	part = hash_search(sub->partitions, &key, HASH_FIND, NULL);
 	if (part == NULL || part->paused)
 		return NULL;
 	for (i = 0; i < *noutcomes; i++)
@@ -337,6 +326,23 @@ outbox_apply_record(ConsumerSubscription *sub, TupleDesc desc, FmgrInfo *flinfo,
 }
 
 /*
+ * A message went to outbox.consumer_dead_letters: say so, and let its
+ * partition go on after it.
+ */
+static void
+apply_moved(ConsumerSubscription *sub, const OutboxRecord *rec, ApplyOutcome *out)
+{
+	ereport(LOG,
+			(errmsg("outbox consumer \"%s\": message at offset " INT64_FORMAT " of partition %d of topic \"%s\" moved to outbox.consumer_dead_letters after %d attempts",
+					sub->consumer, rec->offset, rec->partition, rec->topic, out->attempts),
+			 errdetail("The last error was: %s", out->last_error)));
+	out->dead_lettered++;
+	out->next = rec->offset + 1;
+	out->failing = -1;
+	out->attempts = 0;
+}
+
+/*
  * Apply one message in a savepoint of its own.  The outcome says what
  * happened: applied or a duplicate (next moves on), failed (blocked, to be
  * rewound), or failed for the last time (dead-lettered, next moves on).
@@ -350,8 +356,27 @@ apply_one(ConsumerSubscription *sub, TupleDesc desc, FmgrInfo *flinfo,
 	OutboxRecord rec;
 	bool		first;
 	ErrorData  *edata;
+	char	   *violations;
 
 	outbox_record_from_kafka(&rec, msg);
+	violations = outbox_record_violations(&rec);
+	if (violations != NULL)
+	{
+		/* it breaks its contract: a dead letter at once, never handled */
+		MemoryContextSwitchTo(batch_cxt);
+		edata = palloc0(sizeof(ErrorData));
+		edata->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		edata->message = pstrdup(violations);
+		out->failing = msg->offset;
+		out->attempts = 0;
+		out->first_failed_at = GetCurrentTimestamp();
+		out->last_error = edata->message;
+		MemoryContextSwitchTo(msg_cxt);
+		apply_dead_letter(sub, &rec, edata, 0, out->first_failed_at);
+		MemoryContextSwitchTo(batch_cxt);
+		apply_moved(sub, &rec, out);
+		return;
+	}
 	edata = outbox_apply_record(sub, desc, flinfo, ttl, &rec, &first, batch_cxt);
 	if (edata == NULL)
 	{
@@ -392,14 +417,7 @@ apply_one(ConsumerSubscription *sub, TupleDesc desc, FmgrInfo *flinfo,
 	MemoryContextSwitchTo(msg_cxt);
 	apply_dead_letter(sub, &rec, edata, out->attempts, out->first_failed_at);
 	MemoryContextSwitchTo(batch_cxt);
-	ereport(LOG,
-			(errmsg("outbox consumer \"%s\": message at offset " INT64_FORMAT " of partition %d of topic \"%s\" moved to outbox.consumer_dead_letters after %d attempts",
-					sub->consumer, rec.offset, rec.partition, rec.topic, out->attempts),
-			 errdetail("The last error was: %s", out->last_error)));
-	out->dead_lettered++;
-	out->next = msg->offset + 1;
-	out->failing = -1;
-	out->attempts = 0;
+	apply_moved(sub, &rec, out);
 	FreeErrorData(edata);
 }
 

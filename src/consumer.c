@@ -180,13 +180,20 @@ consumer_publish_status(void)
 	pfree(st);
 }
 
-/* A partition's key */
-static void
-consumer_partition_key(ConsumerPartitionKey *key, const char *topic, int32 partition)
+/*
+ * A subscription's state of a partition: found (HASH_FIND, NULL when it is
+ * not assigned), entered or removed.
+ */
+ConsumerPartition *
+outbox_consumer_partition(ConsumerSubscription *sub, const char *topic,
+						  int32 partition, HASHACTION action)
 {
-	memset(key, 0, sizeof(ConsumerPartitionKey));
-	strlcpy(key->topic, topic, sizeof(key->topic));
-	key->partition = partition;
+	ConsumerPartitionKey key;
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.topic, topic, sizeof(key.topic));
+	key.partition = partition;
+	return hash_search(sub->partitions, &key, action, NULL);
 }
 
 /*
@@ -301,6 +308,13 @@ consumer_on_assign(void *arg, OutboxFetch *fetch,
 	volatile bool ok = true;
 	int			i;
 
+	/*
+	 * Assignments come from outbox_fetch_next(), outside any transaction;
+	 * one served while a client is being closed in the middle of reading
+	 * the subscriptions is refused (the client is going anyway).
+	 */
+	if (IsTransactionState())
+		return false;
 	PG_TRY();
 	{
 		consumer_choose_offsets(sub, fetch, partitions);
@@ -329,11 +343,9 @@ consumer_on_assign(void *arg, OutboxFetch *fetch,
 	for (i = 0; i < partitions->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *p = &partitions->elems[i];
-		ConsumerPartitionKey key;
-		ConsumerPartition *part;
+		ConsumerPartition *part = outbox_consumer_partition(sub, p->topic, p->partition,
+															HASH_ENTER);
 
-		consumer_partition_key(&key, p->topic, p->partition);
-		part = hash_search(sub->partitions, &key, HASH_ENTER, NULL);
 		part->next = p->offset;
 		part->failing = -1;
 		part->attempts = 0;
@@ -361,15 +373,13 @@ consumer_on_revoke(void *arg, OutboxFetch *fetch,
 	for (i = 0; i < partitions->cnt; i++)
 	{
 		rd_kafka_topic_partition_t *p = &partitions->elems[i];
-		ConsumerPartitionKey key;
-		ConsumerPartition *part;
+		ConsumerPartition *part = outbox_consumer_partition(sub, p->topic, p->partition,
+															HASH_FIND);
 
-		consumer_partition_key(&key, p->topic, p->partition);
-		part = hash_search(sub->partitions, &key, HASH_FIND, NULL);
 		if (part == NULL)
 			continue;
 		rd_kafka_topic_partition_list_add(commit, p->topic, p->partition)->offset = part->next;
-		(void) hash_search(sub->partitions, &key, HASH_REMOVE, NULL);
+		(void) outbox_consumer_partition(sub, p->topic, p->partition, HASH_REMOVE);
 	}
 	outbox_fetch_commit(fetch, commit, false);
 	ereport(LOG,

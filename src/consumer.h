@@ -74,6 +74,11 @@ typedef struct ConsumerSubscription
 	bool		seen;			/* still in the table at the last read */
 } ConsumerSubscription;
 
+/* consumer.c */
+extern ConsumerPartition *outbox_consumer_partition(ConsumerSubscription *sub,
+													const char *topic, int32 partition,
+													HASHACTION action);
+
 /* apply.c */
 extern bool outbox_apply_batch(ConsumerSubscription *sub,
 							   rd_kafka_message_t **msgs, int nmsgs);

@@ -12,7 +12,9 @@
  * being null and of repeated names the last counting; event_id, event_type
  * are the CloudEvents binary-mode headers ce_id and ce_type, time is
  * ce_time when it is an RFC 3339 date-time, else the record's timestamp.
- * Text that is not valid in the database's encoding is NULL.
+ * Text that is not valid in the database's encoding is NULL.  A record
+ * whose ce_type is a registered event type with a schema is checked
+ * against it (outbox_record_violations()) before any handler sees it.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,7 +35,9 @@
 
 #include "inbox.h"
 #include "jsonformat.h"
+#include "jsonschema.h"
 #include "record.h"
+#include "registry.h"
 
 /* Columns of outbox.message */
 enum
@@ -157,8 +161,8 @@ outbox_record_from_kafka(OutboxRecord *rec, const rd_kafka_message_t *msg)
 /*
  * The value as jsonb when it is JSON text, else false.
  */
-static bool
-record_payload(const OutboxRecord *rec, Datum *payload)
+bool
+outbox_record_payload(const OutboxRecord *rec, Datum *payload)
 {
 	char	   *text = record_text(rec->value, rec->value_len);
 	JsonLexContext *lex;
@@ -213,7 +217,7 @@ outbox_record_message(TupleDesc desc, const OutboxRecord *rec)
 	values[MSG_OFFSET] = Int64GetDatum(rec->offset);
 	values[MSG_KEY] = record_text_datum(rec->key_bytes ? record_text(rec->key_bytes, rec->key_len) : NULL,
 										&nulls[MSG_KEY]);
-	nulls[MSG_PAYLOAD] = !record_payload(rec, &values[MSG_PAYLOAD]);
+	nulls[MSG_PAYLOAD] = !outbox_record_payload(rec, &values[MSG_PAYLOAD]);
 	nulls[MSG_VALUE] = (rec->value == NULL);
 	if (rec->value != NULL)
 		values[MSG_VALUE] = outbox_record_bytea(rec->value, rec->value_len);
@@ -261,4 +265,34 @@ outbox_message_desc(void)
 	TupleDesc	desc = lookup_rowtype_tupdesc_copy(outbox_message_type(), -1);
 
 	return BlessTupleDesc(desc);
+}
+
+/*
+ * Why the record breaks the contract of its event type, or NULL: when its
+ * ce_type is registered with a schema, its payload must be JSON that
+ * matches it (as publish() checks, every violation with its JSON pointer,
+ * up to a readable number).
+ */
+char *
+outbox_record_violations(const OutboxRecord *rec)
+{
+	OutboxEventType *t;
+	StringInfoData violations;
+	Datum		payload;
+	int			n;
+
+	if (rec->event_type == NULL ||
+		(t = outbox_registry_lookup(rec->event_type)) == NULL || t->schema == NULL)
+		return NULL;
+	if (!outbox_record_payload(rec, &payload))
+		return psprintf("the value is not JSON, and event type \"%s\" has a schema", t->name);
+	initStringInfo(&violations);
+	n = outbox_schema_validate(t->schema, DatumGetJsonbP(payload), &violations,
+							   OUTBOX_SCHEMA_MAX_VIOLATIONS);
+	if (n == 0)
+		return NULL;
+	if (n > OUTBOX_SCHEMA_MAX_VIOLATIONS)
+		appendStringInfo(&violations, "; and %d more", n - OUTBOX_SCHEMA_MAX_VIOLATIONS);
+	return psprintf("payload does not match the schema of event type \"%s\": %s",
+					t->name, violations.data);
 }

@@ -41,6 +41,8 @@ typedef struct OutboxRecord
 extern void outbox_record_from_kafka(OutboxRecord *rec, const rd_kafka_message_t *msg);
 extern Datum outbox_record_message(TupleDesc desc, const OutboxRecord *rec);
 extern Datum outbox_record_inbox_id(const OutboxRecord *rec);
+extern bool outbox_record_payload(const OutboxRecord *rec, Datum *payload);
+extern char *outbox_record_violations(const OutboxRecord *rec);
 extern Datum outbox_record_bytea(const char *bytes, size_t len);
 extern Oid	outbox_message_type(void);
 extern TupleDesc outbox_message_desc(void);

@@ -411,7 +411,8 @@ replay_text(HeapTuple tuple, TupleDesc desc, int i)
  *
  * Run the subscription's dead letters (those of ids, or all) through its
  * handler again, oldest first, in the caller's transaction, each in a
- * savepoint: the inbox is asked first as for any message (one whose event
+ * savepoint: its event type's schema is checked and the inbox asked first,
+ * as for any message (one whose event
  * was applied meanwhile is only removed), and each applied is removed.  One
  * that fails again stays, with the new error and one attempt more.
  * Returns how many were applied.  Only a role with the privileges of the
@@ -484,6 +485,7 @@ outbox_replay_consumer_dead_letters(PG_FUNCTION_ARGS)
 		TupleDesc	ldesc = letters->tupdesc;
 		OutboxRecord rec;
 		ErrorData  *edata;
+		char	   *violations;
 		bool		first;
 		Oid			ltypes[3] = {INT8OID, TEXTOID, TEXTOID};
 		Datum		largs[3];
@@ -501,8 +503,17 @@ outbox_replay_consumer_dead_letters(PG_FUNCTION_ARGS)
 		rec.time = DatumGetTimestampTz(SPI_getbinval(tuple, ldesc, 10, &isnull));
 		rec.has_time = !isnull;
 
-		edata = outbox_apply_record(&sub, desc, &flinfo, ttl, &rec, &first,
-									CurrentMemoryContext);
+		violations = outbox_record_violations(&rec);
+		if (violations != NULL)
+		{
+			/* still breaking its contract: it stays, with the new error */
+			edata = palloc0(sizeof(ErrorData));
+			edata->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+			edata->message = violations;
+		}
+		else
+			edata = outbox_apply_record(&sub, desc, &flinfo, ttl, &rec, &first,
+										CurrentMemoryContext);
 		if (edata == NULL)
 		{
 			if (SPI_execute_with_args("DELETE FROM outbox.consumer_dead_letters d WHERE d.id = $1",

@@ -213,6 +213,9 @@ SELECT forward_topic IS NULL AND forwarded_at IS NULL AND forward_attempts = 0 A
 is($node->safe_psql('from_1_1', q{SELECT count(*) || ' ' || bool_and(forwarded_at IS NULL) FROM outbox.events}),
 	'1 true', 'the pending event kept');
 is($node->safe_psql('from_1_1', q{SELECT outbox.receive('billing', 'kept-1')}), 'f', 'inbox rows kept');
+is($node->safe_psql('from_1_1', q{
+SELECT count(*) FROM outbox.subscriptions, outbox.consumer_offsets, outbox.consumer_dead_letters, outbox.consumer_stats}),
+	'0', 'the consumer\'s tables and view are there, empty');
 is($node->safe_psql('from_1_1', qq{SELECT holds_key FROM outbox.dead_letters WHERE event_id = '$old'}), 'f',
 	'it holds no key');
 is($node->safe_psql('from_1_1', q{

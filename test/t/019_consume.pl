@@ -306,6 +306,70 @@ is($b->safe_psql('postgres', q{SELECT count(*) FROM outbox.consumer_dead_letters
 is($b->safe_psql('postgres', q{SET ROLE billing; SELECT outbox.replay_consumer_dead_letters('ledger')}),
 	'0', 'replaying again applies nothing');
 
+# Registered event types are checked on the way in ----------------------------------------
+
+$b->safe_psql('postgres', q{
+SELECT outbox.register_event_type('order.checked',
+    schema => '{"type": "object", "required": ["seq", "amount"],
+                "properties": {"amount": {"type": "number", "minimum": 0}}}');
+});
+$a->safe_psql('postgres', q{
+SELECT outbox.publish('orders', jsonb_build_object('seq', 200 + s, 'amount', CASE WHEN s = 2 THEN -5 ELSE s END),
+                      key => 'k' || (s % 5), event_type => 'order.checked')
+  FROM generate_series(1, 3) s;
+SELECT outbox.publish('orders', '{"seq": 204}', key => 'k4', event_type => 'order.checked');
+});
+ok($b->poll_query_until('postgres', q{SELECT count(*) = 2 FROM outbox.consumer_dead_letters WHERE consumer = 'ledger'}),
+	'the two orders that break the schema of their registered type are dead letters');
+{
+	my @letters = split /\n/, $b->safe_psql('postgres', q{
+SELECT attempts || ' ' || error_code || ' ' || error FROM outbox.consumer_dead_letters
+ WHERE consumer = 'ledger' ORDER BY error});
+	is(scalar(@letters), 2, 'two of them');
+	like($letters[0], qr/^0 22023 payload does not match the schema of event type "order\.checked": .*"amount" is required/,
+		'at once (no attempt), the missing property named');
+	like($letters[1], qr/^0 22023 payload does not match the schema of event type "order\.checked": at \/amount: must be at least 0/,
+		'the value out of range, with its JSON pointer');
+}
+ok($b->poll_query_until('postgres', q{SELECT count(*) = 2 FROM billing.orders WHERE seq IN (201, 203)}),
+	'the orders that match it are applied');
+is($b->safe_psql('postgres', q{SET ROLE billing; SELECT outbox.replay_consumer_dead_letters('ledger')}),
+	'0', 'a replay applies none while they still break the schema');
+$b->safe_psql('postgres', q{SELECT outbox.drop_event_type('order.checked')});
+is($b->safe_psql('postgres', q{SET ROLE billing; SELECT outbox.replay_consumer_dead_letters('ledger')}),
+	'2', 'once the type is dropped, the replay applies them');
+is($b->safe_psql('postgres', q{SELECT count(*) FROM billing.orders WHERE seq > 200}), '4', 'all four, once');
+
+# A handler that tries to leave something behind ---------------------------------------------
+
+$b->safe_psql('postgres', q{
+SET ROLE billing;
+CREATE TABLE billing.seen (seq int, path text, timeout text, role name);
+CREATE FUNCTION billing.on_hostile(m outbox.message) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO billing.seen VALUES ((m.payload->>'seq')::int, current_setting('search_path'),
+                                     current_setting('statement_timeout'), current_user);
+    PERFORM pg_catalog.set_config('search_path', 'billing, public', false);
+    PERFORM pg_catalog.set_config('statement_timeout', '1', false);
+    IF (m.payload->>'seq')::int = 2 THEN
+        CREATE TEMP TABLE left_behind (x int);
+    END IF;
+END $$;
+SELECT outbox.subscribe(consumer => 'hostile', topics => '{hostile}',
+                        handler => 'billing.on_hostile(outbox.message)', max_attempts => 1);
+});
+$a->safe_psql('postgres', q{
+SELECT outbox.publish('hostile', jsonb_build_object('seq', s), key => 'one') FROM generate_series(1, 3) s});
+ok($b->poll_query_until('postgres', q{SELECT count(*) = 2 FROM billing.seen}), 'the hostile handler ran for each message');
+is($b->safe_psql('postgres', q{SELECT string_agg(seq || ' ' || path || ' ' || timeout || ' ' || role, ',' ORDER BY seq) FROM billing.seen}),
+	'1 pg_catalog, pg_temp 0 billing,3 pg_catalog, pg_temp 0 billing',
+	'what a handler sets is undone before the next message');
+like($b->safe_psql('postgres', q{SELECT error FROM outbox.consumer_dead_letters WHERE consumer = 'hostile'}),
+	qr/cannot create temporary table within security-restricted operation/,
+	'a handler cannot create temporary objects (its message is a dead letter)');
+$b->safe_psql('postgres', q{SET ROLE billing; SELECT outbox.unsubscribe('hostile')});
+
 # A handler dropped: nothing is consumed (nor dead-lettered) until it is back ----------------------
 
 $b->safe_psql('postgres', q{SET ROLE billing; DROP FUNCTION billing.on_order(outbox.message)});
@@ -313,8 +377,8 @@ $a->safe_psql('postgres', q{
 SELECT outbox.publish('orders', jsonb_build_object('seq', s), key => 'k' || (s % 5)) FROM generate_series(101, 120) s});
 ok(wait_drained($a), 'A delivered 20 orders more');
 ok($b->poll_query_until('postgres', q{SELECT true FROM pg_sleep(2)}), 'two seconds later');
-is($b->safe_psql('postgres', q{SELECT count(*) FROM billing.orders}), '100', 'nothing applied without the handler');
-is($b->safe_psql('postgres', q{SELECT count(*) FROM outbox.consumer_dead_letters}), '0', 'nothing dead-lettered either');
+is($b->safe_psql('postgres', q{SELECT count(*) FROM billing.orders}), '104', 'nothing applied without the handler');
+is($b->safe_psql('postgres', q{SELECT count(*) FROM outbox.consumer_dead_letters WHERE consumer = 'ledger'}), '0', 'nothing dead-lettered either');
 ok($b->log_contains(qr/outbox consumer "ledger" in database "postgres" does not consume: handler \(OID \d+\) no longer exists/),
 	'the log says why');
 like($b->safe_psql('postgres', q{SELECT DISTINCT state || ': ' || last_error FROM outbox.consumer_stats WHERE consumer = 'ledger'}),
@@ -325,9 +389,9 @@ CREATE FUNCTION billing.on_order2(m outbox.message) RETURNS void LANGUAGE sql AS
     INSERT INTO billing.orders (key, seq, event_id) VALUES (m.key, (m.payload->>'seq')::int, m.event_id) $$;
 SELECT outbox.subscribe(consumer => 'ledger', topics => '{orders}', handler => 'billing.on_order2(outbox.message)');
 });
-ok($b->poll_query_until('postgres', q{SELECT count(*) = 120 FROM billing.orders}),
+ok($b->poll_query_until('postgres', q{SELECT count(*) = 124 FROM billing.orders}),
 	'subscribed again with a new handler, the rest is applied from the stored offsets');
-is($b->safe_psql('postgres', q{SELECT count(DISTINCT event_id) FROM billing.orders}), '120', 'each once');
+is($b->safe_psql('postgres', q{SELECT count(DISTINCT event_id) FROM billing.orders}), '124', 'each once');
 
 done_testing();
 diag("fault table:\n" . sprintf("%-34s %9s %8s %11s %5s\n", 'scenario', 'published', 'applied', 'dup applied', 'lost') . join("\n", @fault_table));
