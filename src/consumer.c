@@ -82,7 +82,8 @@ static MemoryContext consumer_cxt = NULL;
 static MemoryContext consumer_pass_cxt = NULL;
 static List *consumer_subs = NIL;	/* of ConsumerSubscription, in consumer_cxt */
 static OutboxKafkaConfig *consumer_config = NULL;
-static ConsumerSubscription *consumer_current = NULL;	/* in its turn */
+/* the subscription an ERROR escaping now is recorded against, if any */
+static ConsumerSubscription *consumer_current = NULL;
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr store_plan = NULL;
 
@@ -628,7 +629,9 @@ consumer_turn(ConsumerSubscription *sub, long *sleep_ms)
 			*sleep_ms = Min(*sleep_ms, (long) ((sub->start_at - now) / 1000) + 1);
 			return false;
 		}
+		consumer_current = sub;
 		consumer_start(sub);
+		consumer_current = NULL;
 	}
 
 	hash_seq_init(&seq, sub->partitions);
