@@ -15,6 +15,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use OutboxTest;
 
+my $srcdir = $ENV{TESTDIR} // '.';
 my $broker = start_broker(3);
 my $a = new_node('consume_a', $broker->{bootstrap});
 $a->start;
@@ -179,7 +180,7 @@ note("applied while the brokers were down: $during");
 sub group_offsets
 {
 	my ($group) = @_;
-	return `python3 $ENV{TESTDIR}/test/kafka_group_offsets.py --bootstrap $broker->{bootstrap} --group $group --topic payments`;
+	return `python3 $srcdir/test/kafka_group_offsets.py --bootstrap $broker->{bootstrap} --group $group --topic payments`;
 }
 my $stored = $b->safe_psql('postgres', q{
 SELECT string_agg(topic || ' ' || partition || ' ' || "offset", E'\n' ORDER BY topic, partition)
