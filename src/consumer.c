@@ -75,6 +75,8 @@
 
 #define CONSUMER_ERROR_PAUSE_MS		1000
 #define CONSUMER_ERROR_PAUSE_MAX_MS	30000
+/* how long after Kafka refused a commit to commit again */
+#define CONSUMER_RECOMMIT_MS		1000
 
 static OutboxSlot *consumer_slot = NULL;
 static char *consumer_dbname = NULL;
@@ -404,6 +406,7 @@ consumer_stop(ConsumerSubscription *sub, long pause_ms)
 		outbox_fetch_destroy(sub->fetch);
 		sub->fetch = NULL;
 	}
+	sub->recommit_at = 0;
 	hash_seq_init(&seq, sub->partitions);
 	while ((part = hash_seq_search(&seq)) != NULL)
 		(void) hash_search(sub->partitions, &part->key, HASH_REMOVE, NULL);
@@ -605,6 +608,38 @@ consumer_load(uint32 gen)
 }
 
 /*
+ * When Kafka refused a commit, commit every assigned partition's stored
+ * offset again a second later (and so on while it refuses), so that Kafka's
+ * offsets, and the lag its tools show, catch up even while no message
+ * comes.
+ */
+static void
+consumer_recommit(ConsumerSubscription *sub, TimestampTz now, long *sleep_ms)
+{
+	rd_kafka_topic_partition_list_t *commit;
+	HASH_SEQ_STATUS seq;
+	ConsumerPartition *part;
+
+	if (outbox_fetch_take_commit_refusal(sub->fetch) && sub->recommit_at == 0)
+		sub->recommit_at = TimestampTzPlusMilliseconds(now, CONSUMER_RECOMMIT_MS);
+	if (sub->recommit_at == 0)
+		return;
+	if (sub->recommit_at > now)
+	{
+		*sleep_ms = Min(*sleep_ms, (long) ((sub->recommit_at - now) / 1000) + 1);
+		return;
+	}
+	sub->recommit_at = 0;
+	commit = rd_kafka_topic_partition_list_new(hash_get_num_entries(sub->partitions));
+	hash_seq_init(&seq, sub->partitions);
+	while ((part = hash_seq_search(&seq)) != NULL)
+		rd_kafka_topic_partition_list_add(commit, part->key.topic,
+										  part->key.partition)->offset = part->next;
+	outbox_fetch_commit(sub->fetch, commit, true);
+	rd_kafka_topic_partition_list_destroy(commit);
+}
+
+/*
  * One turn of a subscription: resume partitions whose retry is due, take
  * up to a batch of messages and apply them.  Returns true when it applied
  * (or passed over) any; *sleep_ms shrinks to the next retry due.
@@ -660,6 +695,7 @@ consumer_turn(ConsumerSubscription *sub, long *sleep_ms)
 		consumer_stop(sub, CONSUMER_ERROR_PAUSE_MS << sub->failures);
 		return false;
 	}
+	consumer_recommit(sub, now, sleep_ms);
 	if (n == 0)
 		return false;
 	consumer_current = sub;

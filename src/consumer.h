@@ -68,6 +68,7 @@ typedef struct ConsumerSubscription
 	HTAB	   *partitions;		/* ConsumerPartition by key */
 	char	   *problem;		/* why it is not consumed, or NULL */
 	TimestampTz start_at;		/* not to make a client again before this */
+	TimestampTz recommit_at;	/* commit every partition to Kafka again; 0: no */
 	int			failures;		/* clients failed in a row */
 	char	   *last_error;		/* for outbox.consumer_stats */
 	TimestampTz last_error_at;

@@ -49,6 +49,7 @@ struct OutboxFetch
 	void	   *arg;
 	bool		failed;			/* fatal error, or an assignment it could not take */
 	bool		all_brokers_down;
+	bool		commit_refused; /* a commit Kafka did not take, since asked */
 	char	   *label;
 };
 
@@ -178,6 +179,30 @@ fetch_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 }
 
 /*
+ * Offset commit callback, served likewise: remember a commit Kafka did not
+ * take (during a rebalance, or from a member it no longer knows), so that
+ * the consumer commits again instead of leaving Kafka's offsets behind
+ * while it idles.
+ */
+static void
+fetch_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+				rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	OutboxFetch *fetch = (OutboxFetch *) opaque;
+	int			i;
+
+	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		return;
+	for (i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && offsets != NULL && i < offsets->cnt; i++)
+		err = offsets->elems[i].err;
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	fetch->commit_refused = true;
+	ereport(DEBUG1,
+			(errmsg("%s: Kafka did not take a commit: %s", fetch->label, rd_kafka_err2str(err))));
+}
+
+/*
  * librdkafka log lines: warnings and worse to the server log.
  */
 static void
@@ -241,6 +266,7 @@ outbox_fetch_create(const OutboxKafkaConfig *config, const char *group_id,
 	rd_kafka_conf_set_rebalance_cb(conf, fetch_rebalance_cb);
 	rd_kafka_conf_set_error_cb(conf, fetch_error_cb);
 	rd_kafka_conf_set_log_cb(conf, fetch_log_cb);
+	rd_kafka_conf_set_offset_commit_cb(conf, fetch_commit_cb);
 
 	/* rd_kafka_new takes ownership of conf, on success only */
 	fetch->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
@@ -323,6 +349,18 @@ outbox_fetch_failed(OutboxFetch *fetch)
 	return fetch->failed;
 }
 
+/*
+ * Did Kafka refuse a commit since the last call?
+ */
+bool
+outbox_fetch_take_commit_refusal(OutboxFetch *fetch)
+{
+	bool		refused = fetch->commit_refused;
+
+	fetch->commit_refused = false;
+	return refused;
+}
+
 bool
 outbox_fetch_brokers_up(OutboxFetch *fetch)
 {
@@ -331,8 +369,9 @@ outbox_fetch_brokers_up(OutboxFetch *fetch)
 
 /*
  * Commit offsets (the next offset to read, per partition) to the group;
- * with async the answer is not waited for, and an error of a synchronous
- * commit is only logged: the database's offsets are the ones that count.
+ * with async the answer comes to fetch_commit_cb, and an error of a
+ * synchronous commit is only logged: the database's offsets are the ones
+ * that count.
  */
 void
 outbox_fetch_commit(OutboxFetch *fetch, rd_kafka_topic_partition_list_t *offsets,

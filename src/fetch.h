@@ -40,6 +40,7 @@ extern void outbox_fetch_destroy(OutboxFetch *fetch);
 extern rd_kafka_message_t *outbox_fetch_next(OutboxFetch *fetch);
 extern bool outbox_fetch_failed(OutboxFetch *fetch);
 extern bool outbox_fetch_brokers_up(OutboxFetch *fetch);
+extern bool outbox_fetch_take_commit_refusal(OutboxFetch *fetch);
 extern void outbox_fetch_commit(OutboxFetch *fetch,
 								rd_kafka_topic_partition_list_t *offsets,
 								bool async);
