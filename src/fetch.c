@@ -28,10 +28,7 @@
  */
 #include "postgres.h"
 
-#include <unistd.h>
-
 #include "miscadmin.h"
-#include "storage/latch.h"
 #include "utils/memutils.h"
 
 #include "fetch.h"
@@ -60,28 +57,17 @@ static const char *const fetch_default_properties[][2] = {
 	{NULL, NULL}
 };
 
-/* One wake-up pipe and wait set for all the process's clients */
-static int	fetch_pipe[2] = {-1, -1};
-static WaitEventSet *fetch_waits = NULL;
+/* One wake-up pipe for all the process's clients, opened with the first */
+static OutboxWakePipe fetch_wake;
+static bool fetch_wake_open = false;
 
 static void
-fetch_waits_init(void)
+fetch_wake_init(void)
 {
-	if (fetch_waits != NULL)
+	if (fetch_wake_open)
 		return;
-	if (pipe(fetch_pipe) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("outbox consumer: could not create a pipe: %m")));
-	outbox_kafka_pipe_setup(fetch_pipe);
-#if PG_VERSION_NUM >= 170000
-	fetch_waits = CreateWaitEventSet(NULL, 3);
-#else
-	fetch_waits = CreateWaitEventSet(TopMemoryContext, 3);
-#endif
-	AddWaitEventToSet(fetch_waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(fetch_waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(fetch_waits, WL_SOCKET_READABLE, fetch_pipe[0], NULL, NULL);
+	outbox_wake_pipe_open(&fetch_wake, "outbox consumer");
+	fetch_wake_open = true;
 }
 
 /*
@@ -93,20 +79,13 @@ fetch_waits_init(void)
 int
 outbox_fetch_wait(long timeout, uint32 wait_event_info)
 {
-	WaitEvent	ev;
-	char		buf[64];
+	int			events;
 
-	fetch_waits_init();
-	if (WaitEventSetWait(fetch_waits, timeout, &ev, 1, wait_event_info) == 0)
-		return WL_TIMEOUT;
-	if (ev.events & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	if (ev.events & WL_SOCKET_READABLE)
-	{
-		while (read(fetch_pipe[0], buf, sizeof(buf)) > 0)
-			;
-	}
-	return ev.events;
+	fetch_wake_init();
+	events = outbox_wake_pipe_wait(&fetch_wake, timeout, wait_event_info);
+	if (events & WL_SOCKET_READABLE)
+		outbox_wake_pipe_drain(&fetch_wake);
+	return events;
 }
 
 /*
@@ -234,7 +213,7 @@ outbox_fetch_create(const OutboxKafkaConfig *config, const char *group_id,
 	char	   *detail = NULL;
 	int			i;
 
-	fetch_waits_init();
+	fetch_wake_init();
 	conf = outbox_kafka_conf_new(config, client_id, fetch_default_properties, &detail);
 	if (conf != NULL && !outbox_kafka_conf_apply_consumer(conf, config->consumer_props, &detail))
 	{
@@ -283,7 +262,7 @@ outbox_fetch_create(const OutboxKafkaConfig *config, const char *group_id,
 	rd_kafka_set_log_queue(fetch->rk, NULL);
 	rd_kafka_poll_set_consumer(fetch->rk);
 	fetch->queue = rd_kafka_queue_get_consumer(fetch->rk);
-	rd_kafka_queue_io_event_enable(fetch->queue, fetch_pipe[1], "c", 1);
+	rd_kafka_queue_io_event_enable(fetch->queue, fetch_wake.fds[1], "c", 1);
 
 	subscription = rd_kafka_topic_partition_list_new(ntopics);
 	for (i = 0; i < ntopics; i++)

@@ -39,8 +39,7 @@ struct OutboxProducer
 {
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *mainq;
-	int			pipe_fds[2];	/* [0] read by the relay, [1] librdkafka */
-	WaitEventSet *waits;		/* the latch, postmaster death, pipe_fds[0] */
+	OutboxWakePipe wake;		/* signalled by the main queue */
 	bool		fatal;			/* idempotence broke: recreate the producer */
 	bool		all_brokers_down;
 	char	   *label;			/* "outbox relay for database ...", for logs */
@@ -434,15 +433,67 @@ outbox_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 }
 
 /*
- * Make the ends of a wake-up pipe non-blocking and close-on-exec.
+ * Open a wake-up pipe (non-blocking, close-on-exec) and its wait set: the
+ * latch, postmaster death and the pipe's read end, made once for the life
+ * of what waits on it, so that no epoll set is made per wait.  ERROR when no
+ * pipe can be made.
  */
 void
-outbox_kafka_pipe_setup(int fds[2])
+outbox_wake_pipe_open(OutboxWakePipe *wake, const char *label)
 {
-	fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	fcntl(fds[1], F_SETFL, O_NONBLOCK);
-	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+	if (pipe(wake->fds) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("%s: could not create a pipe: %m", label)));
+	fcntl(wake->fds[0], F_SETFL, O_NONBLOCK);
+	fcntl(wake->fds[1], F_SETFL, O_NONBLOCK);
+	fcntl(wake->fds[0], F_SETFD, FD_CLOEXEC);
+	fcntl(wake->fds[1], F_SETFD, FD_CLOEXEC);
+#if PG_VERSION_NUM >= 170000
+	wake->waits = CreateWaitEventSet(NULL, 3);
+#else
+	wake->waits = CreateWaitEventSet(TopMemoryContext, 3);
+#endif
+	AddWaitEventToSet(wake->waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wake->waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wake->waits, WL_SOCKET_READABLE, wake->fds[0], NULL, NULL);
+}
+
+void
+outbox_wake_pipe_close(OutboxWakePipe *wake)
+{
+	FreeWaitEventSet(wake->waits);
+	close(wake->fds[0]);
+	close(wake->fds[1]);
+}
+
+/*
+ * Wait up to timeout ms (-1: no limit) for the latch or the pipe; exits if
+ * the postmaster dies.  Returns WL_LATCH_SET, WL_SOCKET_READABLE or
+ * WL_TIMEOUT; resets the latch when it was set.
+ */
+int
+outbox_wake_pipe_wait(OutboxWakePipe *wake, long timeout, uint32 wait_event_info)
+{
+	WaitEvent	ev;
+
+	if (WaitEventSetWait(wake->waits, timeout, &ev, 1, wait_event_info) == 0)
+		return WL_TIMEOUT;
+	if (ev.events & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	return ev.events;
+}
+
+/*
+ * Empty the pipe, before serving what it signalled.
+ */
+void
+outbox_wake_pipe_drain(OutboxWakePipe *wake)
+{
+	char		buf[64];
+
+	while (read(wake->fds[0], buf, sizeof(buf)) > 0)
+		;
 }
 
 /*
@@ -510,22 +561,23 @@ outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
 	rd_kafka_conf_set_error_cb(conf, outbox_error_cb);
 	rd_kafka_conf_set_log_cb(conf, outbox_log_cb);
 
-	if (pipe(producer->pipe_fds) != 0)
+	PG_TRY();
+	{
+		outbox_wake_pipe_open(&producer->wake, label);
+	}
+	PG_CATCH();
 	{
 		rd_kafka_conf_destroy(conf);
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("%s: could not create a pipe: %m", label)));
+		PG_RE_THROW();
 	}
-	outbox_kafka_pipe_setup(producer->pipe_fds);
+	PG_END_TRY();
 
 	/* rd_kafka_new takes ownership of conf, on success only */
 	producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (producer->rk == NULL)
 	{
 		rd_kafka_conf_destroy(conf);
-		close(producer->pipe_fds[0]);
-		close(producer->pipe_fds[1]);
+		outbox_wake_pipe_close(&producer->wake);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s: could not create the Kafka producer", label),
@@ -533,17 +585,7 @@ outbox_kafka_create(const OutboxKafkaConfig *config, const char *client_id,
 	}
 	rd_kafka_set_log_queue(producer->rk, NULL);
 	producer->mainq = rd_kafka_queue_get_main(producer->rk);
-	rd_kafka_queue_io_event_enable(producer->mainq, producer->pipe_fds[1], "k", 1);
-
-	/* one wait set for the producer's life: no epoll set made per wait */
-#if PG_VERSION_NUM >= 170000
-	producer->waits = CreateWaitEventSet(NULL, 3);
-#else
-	producer->waits = CreateWaitEventSet(TopMemoryContext, 3);
-#endif
-	AddWaitEventToSet(producer->waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(producer->waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(producer->waits, WL_SOCKET_READABLE, producer->pipe_fds[0], NULL, NULL);
+	rd_kafka_queue_io_event_enable(producer->mainq, producer->wake.fds[1], "k", 1);
 	return producer;
 }
 
@@ -562,9 +604,7 @@ outbox_kafka_destroy(OutboxProducer *producer)
 	rd_kafka_queue_io_event_enable(producer->mainq, -1, NULL, 0);
 	rd_kafka_queue_destroy(producer->mainq);
 	rd_kafka_destroy(producer->rk);
-	FreeWaitEventSet(producer->waits);
-	close(producer->pipe_fds[0]);
-	close(producer->pipe_fds[1]);
+	outbox_wake_pipe_close(&producer->wake);
 	pfree(producer->label);
 	pfree(producer);
 }
@@ -578,13 +618,7 @@ outbox_kafka_destroy(OutboxProducer *producer)
 int
 outbox_kafka_wait(OutboxProducer *producer, long timeout, uint32 wait_event_info)
 {
-	WaitEvent	ev;
-
-	if (WaitEventSetWait(producer->waits, timeout, &ev, 1, wait_event_info) == 0)
-		return WL_TIMEOUT;
-	if (ev.events & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	return ev.events;
+	return outbox_wake_pipe_wait(&producer->wake, timeout, wait_event_info);
 }
 
 /*
@@ -594,10 +628,7 @@ outbox_kafka_wait(OutboxProducer *producer, long timeout, uint32 wait_event_info
 void
 outbox_kafka_serve(OutboxProducer *producer)
 {
-	char		buf[64];
-
-	while (read(producer->pipe_fds[0], buf, sizeof(buf)) > 0)
-		;
+	outbox_wake_pipe_drain(&producer->wake);
 	while (rd_kafka_poll(producer->rk, 0) > 0)
 		;
 }

@@ -11,6 +11,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "storage/latch.h"
+
 /* One Kafka record header */
 typedef struct OutboxHeader
 {
@@ -59,6 +61,16 @@ struct OutboxDelivery
 
 typedef struct OutboxProducer OutboxProducer;
 
+/*
+ * A pipe a librdkafka queue signals when it becomes non-empty, and the wait
+ * set a worker waits on it with, together with its latch.
+ */
+typedef struct OutboxWakePipe
+{
+	int			fds[2];			/* [0] read by the worker, [1] librdkafka's */
+	WaitEventSet *waits;
+} OutboxWakePipe;
+
 /* A producer's configuration, read once from the settings and the file */
 typedef struct OutboxKafkaConfig
 {
@@ -80,7 +92,11 @@ extern rd_kafka_conf_t *outbox_kafka_conf_new(const OutboxKafkaConfig *config,
 											  const char *client_id,
 											  const char *const (*defaults)[2],
 											  char **detail);
-extern void outbox_kafka_pipe_setup(int fds[2]);
+extern void outbox_wake_pipe_open(OutboxWakePipe *wake, const char *label);
+extern void outbox_wake_pipe_close(OutboxWakePipe *wake);
+extern int	outbox_wake_pipe_wait(OutboxWakePipe *wake, long timeout,
+								  uint32 wait_event_info);
+extern void outbox_wake_pipe_drain(OutboxWakePipe *wake);
 extern bool outbox_kafka_conf_apply_consumer(rd_kafka_conf_t *conf, const char *props,
 											 char **detail);
 extern bool outbox_kafka_check_consumer_properties(const char *props, char **detail);
