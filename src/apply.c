@@ -289,7 +289,7 @@ apply_outcome_for(ConsumerSubscription *sub, const rd_kafka_message_t *msg,
  */
 ErrorData *
 outbox_apply_record(ConsumerSubscription *sub, TupleDesc desc, FmgrInfo *flinfo,
-					Datum ttl, const OutboxRecord *rec, bool *first,
+					Datum ttl, OutboxRecord *rec, bool *first,
 					MemoryContext err_cxt)
 {
 	MemoryContext cxt = CurrentMemoryContext;

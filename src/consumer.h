@@ -86,7 +86,7 @@ extern bool outbox_apply_batch(ConsumerSubscription *sub,
 extern char *outbox_apply_check(ConsumerSubscription *sub);
 extern ErrorData *outbox_apply_record(ConsumerSubscription *sub, TupleDesc desc,
 									  FmgrInfo *flinfo, Datum ttl,
-									  const OutboxRecord *rec, bool *first,
+									  OutboxRecord *rec, bool *first,
 									  MemoryContext err_cxt);
 
 #endif							/* OUTBOX_CONSUMER_H */

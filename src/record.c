@@ -159,14 +159,23 @@ outbox_record_from_kafka(OutboxRecord *rec, const rd_kafka_message_t *msg)
 }
 
 /*
- * The value as jsonb when it is JSON text, else false.
+ * The value as jsonb when it is JSON text, else false; parsed on the first
+ * call (the contract check and the message both want it), in the memory
+ * context current then.
  */
 bool
-outbox_record_payload(const OutboxRecord *rec, Datum *payload)
+outbox_record_payload(OutboxRecord *rec, Datum *payload)
 {
-	char	   *text = record_text(rec->value, rec->value_len);
+	char	   *text;
 	JsonLexContext *lex;
 
+	if (rec->payload_known)
+	{
+		*payload = rec->payload;
+		return rec->has_payload;
+	}
+	rec->payload_known = true;
+	text = record_text(rec->value, rec->value_len);
 	if (text == NULL || rec->value_len == 0)
 		return false;
 #if PG_VERSION_NUM >= 170000
@@ -178,7 +187,9 @@ outbox_record_payload(const OutboxRecord *rec, Datum *payload)
 #endif
 	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
 		return false;
-	*payload = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+	rec->payload = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+	rec->has_payload = true;
+	*payload = rec->payload;
 	return true;
 }
 
@@ -206,7 +217,7 @@ record_text_datum(const char *s, bool *isnull)
  * descriptor).
  */
 Datum
-outbox_record_message(TupleDesc desc, const OutboxRecord *rec)
+outbox_record_message(TupleDesc desc, OutboxRecord *rec)
 {
 	Datum		values[MSG_NATTS];
 	bool		nulls[MSG_NATTS];
@@ -274,7 +285,7 @@ outbox_message_desc(void)
  * up to a readable number).
  */
 char *
-outbox_record_violations(const OutboxRecord *rec)
+outbox_record_violations(OutboxRecord *rec)
 {
 	OutboxEventType *t;
 	StringInfoData violations;

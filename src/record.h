@@ -36,13 +36,17 @@ typedef struct OutboxRecord
 	char	   *event_type;		/* ce_type */
 	TimestampTz time;			/* ce_time, else the record's timestamp */
 	bool		has_time;
+	/* the value as jsonb, parsed once by outbox_record_payload() */
+	bool		payload_known;
+	bool		has_payload;
+	Datum		payload;
 } OutboxRecord;
 
 extern void outbox_record_from_kafka(OutboxRecord *rec, const rd_kafka_message_t *msg);
-extern Datum outbox_record_message(TupleDesc desc, const OutboxRecord *rec);
+extern Datum outbox_record_message(TupleDesc desc, OutboxRecord *rec);
 extern Datum outbox_record_inbox_id(const OutboxRecord *rec);
-extern bool outbox_record_payload(const OutboxRecord *rec, Datum *payload);
-extern char *outbox_record_violations(const OutboxRecord *rec);
+extern bool outbox_record_payload(OutboxRecord *rec, Datum *payload);
+extern char *outbox_record_violations(OutboxRecord *rec);
 extern Datum outbox_record_bytea(const char *bytes, size_t len);
 extern Oid	outbox_message_type(void);
 extern TupleDesc outbox_message_desc(void);
